@@ -1,0 +1,247 @@
+// Package redisconn turns the Redis configuration into a connected
+// go-redis universal client (single node or cluster, plain or TLS), logs
+// its lifecycle without secrets, and turns the driver's terse failures
+// (a bare EOF, WRONGPASS) into errors a person understands.
+package redisconn
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/shiftflow/shiftflow/adapters/config"
+)
+
+// Retry policy: go-redis retries a failed command up to MaxRetries times,
+// sleeping an exponential backoff with jitter between MinRetryBackoff and
+// MaxRetryBackoff; broken pool connections are redialled on next use.
+const (
+	maxRetries      = 3
+	minRetryBackoff = 8 * time.Millisecond
+	maxRetryBackoff = 512 * time.Millisecond
+	dialTimeout     = 5 * time.Second
+	pingTimeout     = 5 * time.Second
+)
+
+// Options builds the driver options from the configuration.
+func Options(c config.Redis) (*redis.UniversalOptions, error) {
+	o := &redis.UniversalOptions{
+		Addrs:           c.Addrs,
+		Username:        c.Username,
+		Password:        c.Password,
+		DB:              c.DB,
+		IsClusterMode:   c.Cluster,
+		MaxRetries:      maxRetries,
+		MinRetryBackoff: minRetryBackoff,
+		MaxRetryBackoff: maxRetryBackoff,
+		DialTimeout:     dialTimeout,
+		ClientName:      "shiftflow",
+		// Function instances are short-lived and many: keep pools modest.
+		PoolSize: 20,
+		// Honour each invocation's context deadline on every command.
+		ContextTimeoutEnabled: true,
+	}
+	if c.TLS {
+		tc, err := TLSConfig(c)
+		if err != nil {
+			return nil, err
+		}
+		o.TLSConfig = tc
+	}
+	return o, nil
+}
+
+// TLSConfig returns the client TLS configuration: system roots plus the
+// private CA when given, server name checked, verification skipped only
+// when REDIS_TLS_INSECURE=true.
+func TLSConfig(c config.Redis) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName}
+	if c.Insecure {
+		tc.InsecureSkipVerify = true //nolint:gosec // explicit opt-in, warned about at connect
+	}
+	pemText := []byte(c.CAPEM)
+	name := "REDIS_TLS_CA"
+	if c.CAFile != "" {
+		b, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_TLS_CA_FILE: %w", err)
+		}
+		pemText, name = b, "REDIS_TLS_CA_FILE"
+	}
+	if len(pemText) > 0 {
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pemText) {
+			return nil, fmt.Errorf("%s: no PEM certificate could be parsed", name)
+		}
+		tc.RootCAs = pool
+	}
+	return tc, nil
+}
+
+// New creates the client without contacting the server. Connection
+// errors are logged with their explanation, and Close is logged.
+func New(c config.Redis, logger *slog.Logger) (redis.UniversalClient, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	o, err := Options(c)
+	if err != nil {
+		return nil, err
+	}
+	client := redis.NewUniversalClient(o)
+	client.AddHook(&dialLogHook{cfg: c, log: logger})
+	return client, nil
+}
+
+// Connect creates the client, logs the chosen mode, and checks it with a
+// PING within the timeout. The returned error explains the failure.
+func Connect(ctx context.Context, c config.Redis, logger *slog.Logger) (redis.UniversalClient, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logger.Info("redis: mode chosen", "mode", c.Mode(), "from", sourceVars(c), "addrs", strings.Join(c.Addrs, ","))
+	if c.Insecure {
+		logger.Warn("redis: TLS certificate verification is disabled by REDIS_TLS_INSECURE=true; never use this in production")
+	}
+	client, err := New(c, logger)
+	if err != nil {
+		logger.Error("redis: error", "err", err)
+		return nil, err
+	}
+	logger.Info("redis: connecting", "addrs", strings.Join(c.Addrs, ","))
+	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	start := time.Now()
+	if err := client.Ping(pctx).Err(); err != nil {
+		_ = client.Close()
+		err = Explain(c, err)
+		logger.Error("redis: error", "err", err)
+		return nil, err
+	}
+	logger.Info("redis: ready", "addrs", strings.Join(c.Addrs, ","), "ms", time.Since(start).Milliseconds())
+	return client, nil
+}
+
+func sourceVars(c config.Redis) string {
+	var vars []string
+	switch c.Source {
+	case "REDIS_URL":
+		vars = append(vars, "REDIS_URL")
+	case "REDIS_HOST":
+		vars = append(vars, "REDIS_HOST/REDIS_PORT/REDIS_PASSWORD/REDIS_DB/REDIS_TLS")
+	default:
+		vars = append(vars, "defaults (no REDIS_URL or REDIS_HOST)")
+	}
+	if c.CAFile != "" {
+		vars = append(vars, "REDIS_TLS_CA_FILE")
+	}
+	if c.CAPEM != "" {
+		vars = append(vars, "REDIS_TLS_CA")
+	}
+	if c.Cluster {
+		if len(c.Addrs) > 1 {
+			vars = append(vars, "cluster: several addresses")
+		} else {
+			vars = append(vars, "cluster: REDIS_CLUSTER")
+		}
+	}
+	return strings.Join(vars, ", ")
+}
+
+// ErrTLSRequired and friends classify connection failures for callers.
+var (
+	ErrTLSRequired   = errors.New("the server closed the connection during the handshake; it probably requires TLS")
+	ErrNotTLS        = errors.New("the server does not speak TLS")
+	ErrAuth          = errors.New("authentication failed")
+	ErrUnreachable   = errors.New("server unreachable")
+	ErrUntrustedCert = errors.New("server certificate not trusted")
+)
+
+// Explain wraps a driver error with what it most likely means and what to
+// change. Secrets are never part of the message.
+func Explain(c config.Redis, err error) error {
+	if err == nil {
+		return nil
+	}
+	addr := strings.Join(c.Addrs, ",")
+	msg := err.Error()
+	var unknownAuth x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var certInvalid x509.CertificateInvalidError
+	var recordErr tls.RecordHeaderError
+	var netErr net.Error
+	switch {
+	case strings.Contains(msg, "WRONGPASS") || strings.Contains(msg, "invalid password") || strings.Contains(msg, "invalid username-password"):
+		return fmt.Errorf("redis at %s: %w: wrong password or user name (check the credentials in REDIS_URL or REDIS_PASSWORD)", addr, ErrAuth)
+	case strings.Contains(msg, "NOAUTH"):
+		return fmt.Errorf("redis at %s: %w: the server requires a password and none was given (add it to REDIS_URL as redis://:PASSWORD@host or set REDIS_PASSWORD)", addr, ErrAuth)
+	case errors.As(err, &unknownAuth) || strings.Contains(msg, "certificate signed by unknown authority"):
+		return fmt.Errorf("redis at %s: %w: it is signed by an unknown authority (set REDIS_TLS_CA_FILE or REDIS_TLS_CA to the CA's PEM; REDIS_TLS_INSECURE=true skips verification for development only)", addr, ErrUntrustedCert)
+	case errors.As(err, &hostErr) || strings.Contains(msg, "certificate is valid for") || strings.Contains(msg, "certificate is not valid for any names"):
+		return fmt.Errorf("redis at %s: %w: it is not valid for host %q (connect with the host name the certificate names): %v", addr, ErrUntrustedCert, c.ServerName, err)
+	case errors.As(err, &certInvalid):
+		return fmt.Errorf("redis at %s: %w: %v", addr, ErrUntrustedCert, err)
+	case errors.As(err, &recordErr) || strings.Contains(msg, "first record does not look like a TLS handshake"):
+		return fmt.Errorf("redis at %s: %w: it answered in plaintext (use redis:// instead of rediss://, or REDIS_TLS=false)", addr, ErrNotTLS)
+	case !c.TLS && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || strings.Contains(msg, "connection reset") || msg == "EOF"):
+		return fmt.Errorf("redis at %s: %w (use rediss:// in REDIS_URL, or REDIS_TLS=true)", addr, ErrTLSRequired)
+	case errors.Is(err, syscall.ECONNREFUSED) || strings.Contains(msg, "connection refused"):
+		return fmt.Errorf("redis at %s: %w: connection refused (is the server running and is the port right?)", addr, ErrUnreachable)
+	case strings.Contains(msg, "no such host"):
+		return fmt.Errorf("redis at %s: %w: the host name does not resolve", addr, ErrUnreachable)
+	case errors.As(err, &netErr) && netErr.Timeout(), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("redis at %s: %w: no answer within the timeout (firewall, wrong host, or server overloaded)", addr, ErrUnreachable)
+	}
+	return fmt.Errorf("redis at %s: %w", addr, err)
+}
+
+// dialLogHook logs dial failures with their explanation. Successful dials
+// are logged at debug level: a pool dials often.
+type dialLogHook struct {
+	cfg config.Redis
+	log *slog.Logger
+}
+
+func (h *dialLogHook) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := next(ctx, network, addr)
+		if err != nil {
+			h.log.Warn("redis: error", "op", "dial", "addr", addr, "err", Explain(h.cfg, err))
+			return nil, err
+		}
+		h.log.Debug("redis: connection opened", "addr", addr)
+		return conn, nil
+	}
+}
+
+func (h *dialLogHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *dialLogHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// Close closes the client and logs it.
+func Close(c redis.UniversalClient, logger *slog.Logger) error {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	err := c.Close()
+	if err != nil {
+		logger.Warn("redis: error", "op", "close", "err", err)
+	} else {
+		logger.Info("redis: closed")
+	}
+	return err
+}

@@ -69,8 +69,8 @@ func TestPriceFollowsTheIssueRules(t *testing.T) {
 		},
 		{
 			name: "overtime after 480 worked minutes", start: "2026-11-25 08:00", end: "2026-11-25 18:00", breakMin: 30,
-			split: pricing.Split{WorkedMinutes: 570, BreakMinutes: 30, RegularMinutes: 480, OvertimeMinutes: 90},
-			lines: []pricing.Line{line("nurse regular", 480, 3000, 100, 24000), line("nurse overtime", 90, 3000, 150, 6750)},
+			split:    pricing.Split{WorkedMinutes: 570, BreakMinutes: 30, RegularMinutes: 480, OvertimeMinutes: 90},
+			lines:    []pricing.Line{line("nurse regular", 480, 3000, 100, 24000), line("nurse overtime", 90, 3000, 150, 6750)},
 			subtotal: 30750, tax: 6150,
 		},
 		{
@@ -86,8 +86,8 @@ func TestPriceFollowsTheIssueRules(t *testing.T) {
 		{
 			// Break in the middle: 21:30-22:30 is not worked.
 			name: "crossing midnight with a mid-shift break", start: "2026-11-25 18:00", end: "2026-11-26 02:00", breakMin: 60,
-			split: pricing.Split{WorkedMinutes: 420, BreakMinutes: 60, RegularMinutes: 420},
-			lines: []pricing.Line{line("nurse regular", 210, 3000, 100, 10500), line("nurse night", 210, 3000, 120, 12600)},
+			split:    pricing.Split{WorkedMinutes: 420, BreakMinutes: 60, RegularMinutes: 420},
+			lines:    []pricing.Line{line("nurse regular", 210, 3000, 100, 10500), line("nurse night", 210, 3000, 120, 12600)},
 			subtotal: 23100, tax: 4620,
 		},
 		{
@@ -103,8 +103,8 @@ func TestPriceFollowsTheIssueRules(t *testing.T) {
 		},
 		{
 			name: "Sunday into Monday: weekend ends at local midnight", start: "2026-11-29 20:00", end: "2026-11-30 04:00",
-			split: pricing.Split{WorkedMinutes: 480, RegularMinutes: 480},
-			lines: []pricing.Line{line("nurse weekend", 240, 3000, 125, 15000), line("nurse night", 240, 3000, 120, 14400)},
+			split:    pricing.Split{WorkedMinutes: 480, RegularMinutes: 480},
+			lines:    []pricing.Line{line("nurse weekend", 240, 3000, 125, 15000), line("nurse night", 240, 3000, 120, 14400)},
 			subtotal: 29400, tax: 5880,
 		},
 		{
@@ -123,29 +123,29 @@ func TestPriceFollowsTheIssueRules(t *testing.T) {
 			// 29 Mar 2026 02:00 CET -> 03:00 CEST: local 00:00-08:00 lasts 7 hours.
 			name: "DST starts in Berlin: the skipped hour is not worked", loc: berlin, override: noWeekend,
 			start: "2026-03-29 00:00", end: "2026-03-29 08:00",
-			split: pricing.Split{WorkedMinutes: 420, RegularMinutes: 420},
-			lines: []pricing.Line{line("nurse night", 300, 3000, 120, 18000), line("nurse regular", 120, 3000, 100, 6000)},
+			split:    pricing.Split{WorkedMinutes: 420, RegularMinutes: 420},
+			lines:    []pricing.Line{line("nurse night", 300, 3000, 120, 18000), line("nurse regular", 120, 3000, 100, 6000)},
 			subtotal: 24000, tax: 4800,
 		},
 		{
 			// Friday evening in New York is already Saturday in UTC.
 			name: "weekend and night by the organisation's clock, not UTC", loc: newYork,
 			start: "2026-11-27 20:00", end: "2026-11-27 23:00",
-			split: pricing.Split{WorkedMinutes: 180, RegularMinutes: 180},
-			lines: []pricing.Line{line("nurse regular", 120, 3000, 100, 6000), line("nurse night", 60, 3000, 120, 3600)},
+			split:    pricing.Split{WorkedMinutes: 180, RegularMinutes: 180},
+			lines:    []pricing.Line{line("nurse regular", 120, 3000, 100, 6000), line("nurse night", 60, 3000, 120, 3600)},
 			subtotal: 9600, tax: 1920,
 		},
 		{
-			name: "highest multiplier wins, no stacking: night 200 over overtime 150",
+			name:     "highest multiplier wins, no stacking: night 200 over overtime 150",
 			override: &pricing.Override{Night: &pricing.Night{From: "22:00", To: "06:00", MultiplierPercent: 200}},
 			start:    "2026-11-25 14:00", end: "2026-11-26 00:00",
-			split: pricing.Split{WorkedMinutes: 600, RegularMinutes: 480, OvertimeMinutes: 120},
-			lines: []pricing.Line{line("nurse regular", 480, 3000, 100, 24000), line("nurse night", 120, 3000, 200, 12000)},
+			split:    pricing.Split{WorkedMinutes: 600, RegularMinutes: 480, OvertimeMinutes: 120},
+			lines:    []pricing.Line{line("nurse regular", 480, 3000, 100, 24000), line("nurse night", 120, 3000, 200, 12000)},
 			subtotal: 36000, tax: 7200,
 		},
 		{
 			// 1 x 30 x 100 / 6000 = 0.5 -> 1; tax 1 x 5000 / 10000 = 0.5 -> 1.
-			name: "rounding: exact half rounds up on line and tax",
+			name:     "rounding: exact half rounds up on line and tax",
 			override: &pricing.Override{Roles: map[string]pricing.Role{"nurse": {HourlyRate: 30}}, TaxRateBasisPoints: ptr[int64](5000)},
 			start:    "2026-11-25 09:00", end: "2026-11-25 09:01",
 			split: pricing.Split{WorkedMinutes: 1, RegularMinutes: 1},
@@ -153,7 +153,7 @@ func TestPriceFollowsTheIssueRules(t *testing.T) {
 		},
 		{
 			// 7 x 3333 / 60 = 388.85 -> 389; tax 77.8 -> 78.
-			name: "rounding: above half rounds up",
+			name:     "rounding: above half rounds up",
 			override: &pricing.Override{Roles: map[string]pricing.Role{"nurse": {HourlyRate: 3333}}},
 			start:    "2026-11-25 09:00", end: "2026-11-25 09:07",
 			split: pricing.Split{WorkedMinutes: 7, RegularMinutes: 7},
@@ -161,7 +161,7 @@ func TestPriceFollowsTheIssueRules(t *testing.T) {
 		},
 		{
 			// 1 x 29 / 60 = 0.483 -> 0.
-			name: "rounding: below half rounds down",
+			name:     "rounding: below half rounds down",
 			override: &pricing.Override{Roles: map[string]pricing.Role{"nurse": {HourlyRate: 29}}},
 			start:    "2026-11-25 09:00", end: "2026-11-25 09:01",
 			split: pricing.Split{WorkedMinutes: 1, RegularMinutes: 1},
@@ -182,8 +182,8 @@ func TestPriceFollowsTheIssueRules(t *testing.T) {
 			name:     "minimum billable minutes top up a short shift at the base rate",
 			override: &pricing.Override{MinimumBillableMinutes: ptr(240)},
 			start:    "2026-11-25 09:00", end: "2026-11-25 10:00",
-			split: pricing.Split{WorkedMinutes: 60, RegularMinutes: 60},
-			lines: []pricing.Line{line("nurse regular", 60, 3000, 100, 3000), line("nurse minimum billable", 180, 3000, 100, 9000)},
+			split:    pricing.Split{WorkedMinutes: 60, RegularMinutes: 60},
+			lines:    []pricing.Line{line("nurse regular", 60, 3000, 100, 3000), line("nurse minimum billable", 180, 3000, 100, 9000)},
 			subtotal: 12000, tax: 2400,
 		},
 	}

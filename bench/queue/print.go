@@ -1,0 +1,155 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+func sortDurations(ds []time.Duration) { slices.Sort(ds) }
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// row is one printed metric: its value per system.
+type row struct {
+	label  string
+	unit   string
+	value  func(r result) float64
+	format string
+	target string
+}
+
+func throughputTrips(r result) float64 {
+	return float64(r.enqueue.client.trips+r.process.client.trips) / float64(r.enqueue.jobs)
+}
+
+func throughputReads(r result) float64 {
+	return float64(r.enqueue.server.reads+r.process.server.reads) / float64(r.enqueue.jobs)
+}
+
+func throughputCmds(r result) float64 {
+	return float64(r.enqueue.server.commands+r.process.server.commands) / float64(r.enqueue.jobs)
+}
+
+var rows = []row{
+	{"enqueue rate", "jobs/s", func(r result) float64 { return r.enqueue.rate() }, "%.0f", ""},
+	{"processing rate", "jobs/s", func(r result) float64 { return r.process.rate() }, "%.0f", ">= 3x asynq"},
+	{"latency p50 (add -> handler start)", "ms", func(r result) float64 { return ms(r.p50) }, "%.3f", "< 1 ms"},
+	{"latency p99", "ms", func(r result) float64 { return ms(r.p99) }, "%.3f", "< 5 ms"},
+	{"latency max", "ms", func(r result) float64 { return ms(r.max) }, "%.3f", ""},
+	{"round trips/job, enqueue+process (client hook)", "", throughputTrips, "%.3f", "<= 2"},
+	{"  enqueue phase", "", func(r result) float64 { return r.enqueue.tripsPerJob() }, "%.3f", ""},
+	{"  process phase", "", func(r result) float64 { return r.process.tripsPerJob() }, "%.3f", ""},
+	{"  latency phase (incl. idle polling)", "", func(r result) float64 { return r.latencyRun.tripsPerJob() }, "%.3f", ""},
+	{"request reads/job, enqueue+process (INFO total_reads_processed)", "", throughputReads, "%.3f", ""},
+	{"  latency phase", "", func(r result) float64 { return r.latencyRun.readsPerJob() }, "%.3f", ""},
+	{"commands/job, enqueue+process (INFO, incl. inside Lua)", "", throughputCmds, "%.3f", ""},
+	{"  latency phase", "", func(r result) float64 { return r.latencyRun.cmdsPerJob() }, "%.3f", ""},
+	{"redelivered jobs (process+latency)", "", func(r result) float64 { return float64(r.process.dupes + r.latencyRun.dupes) }, "%.0f", ""},
+}
+
+func find(results []result, name string) (result, bool) {
+	for _, r := range results {
+		if r.name == name && r.err == nil {
+			return r, true
+		}
+	}
+	return result{}, false
+}
+
+func printResults(w io.Writer, cfg config, results []result) {
+	for _, r := range results {
+		fmt.Fprintf(w, "%s setup:\n", r.name)
+		for _, n := range r.notes {
+			fmt.Fprintf(w, "  %s\n", n)
+		}
+	}
+	fmt.Fprintln(w)
+
+	ours, okOurs := find(results, "shiftflow")
+	theirs, okTheirs := find(results, "asynq")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	var head []string
+	head = append(head, "metric")
+	for _, r := range results {
+		head = append(head, r.name)
+	}
+	if okOurs && okTheirs {
+		head = append(head, "ours/asynq")
+	}
+	head = append(head, "target")
+	fmt.Fprintln(tw, strings.Join(head, "\t")+"\t")
+	for _, rw := range rows {
+		cells := []string{rw.label + unitSuffix(rw.unit)}
+		for _, r := range results {
+			if r.err != nil {
+				cells = append(cells, "error")
+				continue
+			}
+			cells = append(cells, fmt.Sprintf(rw.format, rw.value(r)))
+		}
+		if okOurs && okTheirs {
+			a, b := rw.value(ours), rw.value(theirs)
+			if b != 0 {
+				cells = append(cells, fmt.Sprintf("%.2fx", a/b))
+			} else {
+				cells = append(cells, "-")
+			}
+		}
+		cells = append(cells, rw.target)
+		fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
+	}
+	_ = tw.Flush()
+
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "server commands per job by command (INFO commandstats delta; includes commands run inside Lua scripts and any other client's traffic):")
+	for _, r := range results {
+		if r.err != nil {
+			fmt.Fprintf(w, "  %s: %v\n", r.name, r.err)
+			continue
+		}
+		fmt.Fprintf(w, "  %s enqueue: %s\n", r.name, r.enqueue.server.breakdown(r.enqueue.jobs))
+		fmt.Fprintf(w, "  %s process: %s\n", r.name, r.process.server.breakdown(r.process.jobs))
+		fmt.Fprintf(w, "  %s latency: %s\n", r.name, r.latencyRun.server.breakdown(r.latencyRun.jobs))
+	}
+
+	if !okOurs {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "targets:")
+	check := func(ok bool, format string, args ...any) {
+		mark := "MISS"
+		if ok {
+			mark = "ok  "
+		}
+		fmt.Fprintf(w, "  %s %s\n", mark, fmt.Sprintf(format, args...))
+	}
+	if okTheirs {
+		ratio := ours.process.rate() / theirs.process.rate()
+		check(ratio >= 3, "processing rate %.0f/s is %.2fx asynq's %.0f/s (target >= 3x)", ours.process.rate(), ratio, theirs.process.rate())
+	}
+	check(ours.p50 < time.Millisecond, "latency p50 %.3f ms (target < 1 ms)", ms(ours.p50))
+	check(ours.p99 < 5*time.Millisecond, "latency p99 %.3f ms (target < 5 ms)", ms(ours.p99))
+	check(throughputTrips(ours) <= 2, "round trips per job %.3f (target <= 2)", throughputTrips(ours))
+}
+
+func unitSuffix(u string) string {
+	if u == "" {
+		return ""
+	}
+	return " (" + u + ")"
+}

@@ -5,6 +5,7 @@ package event
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 )
 
@@ -65,6 +66,10 @@ type DrainSummary struct {
 	Remaining    int64         `json:"remaining"` // left when the drain stopped (best effort)
 	StoppedBy    string        `json:"stoppedBy"` // "empty", "deadline", "context"
 	Duration     time.Duration `json:"duration"`
+	// Lost counts entries that stream retention removed before this
+	// subscriber processed them (only a length cap can; the adapter's
+	// docs state the guarantees). Always 0 for job queues.
+	Lost int64 `json:"lost,omitempty"`
 }
 
 // Drainer is what every consumer function runs (DESIGN.md decision 2).
@@ -79,3 +84,27 @@ type Drainer interface {
 	// then finishes or hands back in-flight work.
 	Run(ctx context.Context) error
 }
+
+// Subscriber registers handlers for event types under a subscriber name.
+// A Durable subscription is a consumer group: it returns the Drainer the
+// consumer function runs. A Local one runs inside Publish and its Drainer
+// has nothing to do.
+type Subscriber interface {
+	Subscribe(types []string, name string, h Handler, mode Mode) (Drainer, error)
+}
+
+// Permanent marks a handler error as one that retrying cannot fix (bad
+// payload, missing entity): the event is dead-lettered at once instead of
+// spending its remaining attempts.
+func Permanent(err error) error { return &permanentError{err} }
+
+// IsPermanent reports whether err was marked with Permanent.
+func IsPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }

@@ -5,6 +5,7 @@ package job
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 )
 
@@ -96,3 +97,20 @@ type Inspector interface {
 	RetryAllFailed(ctx context.Context, queue string) (int, error)
 	Remove(ctx context.Context, queue, id string) error
 }
+
+// Permanent marks a handler error as one that retrying cannot fix (bad
+// data, missing entity): the job fails (is dead-lettered) at once instead
+// of spending its remaining attempts (BullMQ's UnrecoverableError,
+// asynq's SkipRetry).
+func Permanent(err error) error { return &permanentError{err} }
+
+// IsPermanent reports whether err was marked with Permanent.
+func IsPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }

@@ -1,0 +1,151 @@
+package shift
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/shiftflow/shiftflow/core/event"
+)
+
+// Relay publishes the events waiting in shifts' outboxes and then removes
+// them (DESIGN.md decision 4). It runs right after every write and inside
+// every drain, so an event whose publish was interrupted (crash, Redis
+// down) is published by the next run: delayed, never lost. An event can be
+// published twice (crash after the publish, before the removal); consumers
+// are idempotent and the event keeps its id.
+type Relay struct {
+	store OutboxStore
+	pub   event.Publisher
+	log   *slog.Logger
+	// Batch is how many shifts one Flush round reads.
+	Batch int
+}
+
+// NewRelay returns a relay. log may be nil.
+func NewRelay(store OutboxStore, pub event.Publisher, log *slog.Logger) *Relay {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Relay{store: store, pub: pub, log: log, Batch: 100}
+}
+
+// FlushShift publishes one shift's pending events in order and removes
+// the published ones. It stops at the first failed publish so that a
+// shift's events are never published out of order.
+func (r *Relay) FlushShift(ctx context.Context, shiftID string) (int, error) {
+	evs, err := r.store.Outbox(ctx, shiftID)
+	if err != nil {
+		return 0, fmt.Errorf("relay: read outbox of %s: %w", shiftID, err)
+	}
+	if len(evs) == 0 {
+		return 0, nil
+	}
+	var done []string
+	var pubErr error
+	for _, e := range evs {
+		if err := r.pub.Publish(ctx, e); err != nil {
+			pubErr = fmt.Errorf("relay: publish %s %s of shift %s: %w", e.Type, e.ID, shiftID, err)
+			break
+		}
+		done = append(done, e.ID)
+	}
+	if len(done) > 0 {
+		if err := r.store.RemoveFromOutbox(ctx, shiftID, done); err != nil {
+			// Published but still in the outbox: the next run publishes
+			// them again (same ids), which consumers tolerate.
+			return len(done), errors.Join(pubErr, fmt.Errorf("relay: remove published events of %s: %w", shiftID, err))
+		}
+	}
+	return len(done), pubErr
+}
+
+// Flush publishes every pending event of every shift, until none is left
+// or ctx ends. It returns how many events it published; errors of single
+// shifts are joined and the other shifts still flushed.
+func (r *Relay) Flush(ctx context.Context) (int, error) {
+	total := 0
+	failed := map[string]bool{}
+	var errs []error
+	for {
+		ids, err := r.store.PendingShifts(ctx, r.Batch+len(failed))
+		if err != nil {
+			return total, errors.Join(append(errs, fmt.Errorf("relay: list pending: %w", err))...)
+		}
+		progressed := false
+		for _, id := range ids {
+			if failed[id] {
+				continue
+			}
+			if ctx.Err() != nil {
+				return total, errors.Join(append(errs, ctx.Err())...)
+			}
+			n, err := r.FlushShift(ctx, id)
+			total += n
+			if err != nil {
+				failed[id] = true
+				errs = append(errs, err)
+				r.log.WarnContext(ctx, "relay: shift outbox not flushed", "shiftId", id, "err", err)
+				continue
+			}
+			progressed = true
+		}
+		if !progressed {
+			return total, errors.Join(errs...)
+		}
+	}
+}
+
+// WithRelay wraps a drainer so that every drain first flushes the outbox
+// (DESIGN.md decision 4: the relay runs inside every drain). A relay error
+// is logged and does not stop the drain.
+func WithRelay(d event.Drainer, r *Relay) event.Drainer { return relayDrainer{d: d, r: r} }
+
+type relayDrainer struct {
+	d event.Drainer
+	r *Relay
+}
+
+func (x relayDrainer) flush(ctx context.Context) {
+	if n, err := x.r.Flush(ctx); err != nil {
+		x.r.log.WarnContext(ctx, "relay: flush before drain failed", "published", n, "err", err)
+	}
+}
+
+func (x relayDrainer) Drain(ctx context.Context) (event.DrainSummary, error) {
+	x.flush(ctx)
+	return x.d.Drain(ctx)
+}
+
+func (x relayDrainer) DrainLongPoll(ctx context.Context) (event.DrainSummary, error) {
+	x.flush(ctx)
+	return x.d.DrainLongPoll(ctx)
+}
+
+// Run also flushes every RunFlushInterval while the loop runs, so events
+// left by crashed writers reach the bus without waiting for a drain.
+func (x relayDrainer) Run(ctx context.Context) error {
+	x.flush(ctx)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(RunFlushInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				x.flush(ctx)
+			}
+		}
+	}()
+	return x.d.Run(ctx)
+}
+
+// RunFlushInterval is how often a running drainer flushes the outbox.
+const RunFlushInterval = 5 * time.Second

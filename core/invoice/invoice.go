@@ -28,16 +28,16 @@ type Invoice struct {
 	OrganizationID string `json:"-" bson:"organizationId"`
 	Number         string `json:"number" bson:"number"`
 	// Sequence is the number's integer part, unique per organisation.
-	Sequence  int64          `json:"-" bson:"sequence"`
-	ShiftID   string         `json:"shiftId" bson:"shiftId"`
-	ClientID  string         `json:"clientId" bson:"clientId"`
-	Currency  string         `json:"currency" bson:"currency"`
-	Lines     []pricing.Line `json:"lines" bson:"lines"`
-	Subtotal  int64          `json:"subtotal" bson:"subtotal"`
-	Tax       int64          `json:"tax" bson:"tax"`
-	Total     int64          `json:"total" bson:"total"`
-	IssuedAt  time.Time      `json:"issuedAt" bson:"issuedAt"`
-	DueAt     time.Time      `json:"dueAt" bson:"dueAt"`
+	Sequence int64          `json:"-" bson:"sequence"`
+	ShiftID  string         `json:"shiftId" bson:"shiftId"`
+	ClientID string         `json:"clientId" bson:"clientId"`
+	Currency string         `json:"currency" bson:"currency"`
+	Lines    []pricing.Line `json:"lines" bson:"lines"`
+	Subtotal int64          `json:"subtotal" bson:"subtotal"`
+	Tax      int64          `json:"tax" bson:"tax"`
+	Total    int64          `json:"total" bson:"total"`
+	IssuedAt time.Time      `json:"issuedAt" bson:"issuedAt"`
+	DueAt    time.Time      `json:"dueAt" bson:"dueAt"`
 }
 
 // Validate checks the invoice adds up. Errors: core.EInvalid.

@@ -1,0 +1,78 @@
+package mongodb
+
+// Shared helpers of the domain repositories (clients, shifts, worked
+// times, invoices, pricing, settings, counters).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/shiftflow/shiftflow/core"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Collection names of the domain.
+const (
+	CollClients        = "clients"
+	CollShifts         = "shifts"
+	CollWorkedTimes    = "workedTimes"
+	CollInvoices       = "invoices"
+	CollInvoiceNumbers = "invoiceNumbers"
+	CollCounters       = "counters"
+	CollPricing        = "pricing"
+	CollPricingClient  = "pricingOverrides"
+	CollSettings       = "settings"
+)
+
+// notFound turns ErrNoDocuments into core.ENotFound with a client-safe
+// message; documents of another organisation are filtered out by the
+// query and so answer the same.
+func notFound(err error, format string, args ...any) error {
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return core.NotFound(format, args...)
+	}
+	return err
+}
+
+// ensureIndexes creates indexes idempotently: creating an index that exists
+// with the same keys and options is a no-op on MongoDB and FerretDB. One
+// call per index: FerretDB v1.24 panics (and drops the connection) on a
+// createIndexes of three indexes that already exist.
+func ensureIndexes(ctx context.Context, c *mongo.Collection, models ...mongo.IndexModel) error {
+	for _, m := range models {
+		if _, err := c.Indexes().CreateOne(ctx, m); err != nil {
+			return fmt.Errorf("mongodb: create index on %s: %w", c.Name(), err)
+		}
+	}
+	return nil
+}
+
+func index(name string, unique bool, keys bson.D) mongo.IndexModel {
+	return mongo.IndexModel{Keys: keys, Options: options.Index().SetName(name).SetUnique(unique)}
+}
+
+// timeRange adds [from, to) on field to filter; zero bounds are open.
+func timeRange(filter bson.D, field string, from, to time.Time) bson.D {
+	r := bson.D{}
+	if !from.IsZero() {
+		r = append(r, bson.E{Key: "$gte", Value: from.UTC()})
+	}
+	if !to.IsZero() {
+		r = append(r, bson.E{Key: "$lt", Value: to.UTC()})
+	}
+	if len(r) > 0 {
+		filter = append(filter, bson.E{Key: field, Value: r})
+	}
+	return filter
+}
+
+func clampLimit(limit int) int64 {
+	if limit <= 0 || limit > 1000 {
+		return 1000
+	}
+	return int64(limit)
+}

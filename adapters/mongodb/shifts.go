@@ -1,0 +1,253 @@
+package mongodb
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/shiftflow/shiftflow/core"
+	"github.com/shiftflow/shiftflow/core/event"
+	"github.com/shiftflow/shiftflow/core/shift"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// ShiftRepo stores shifts with their outbox (DESIGN.md decision 4): each
+// change and its event are one single-document update, so no transaction
+// is needed and FerretDB works.
+//
+// The outbox is an array on the shift document. Entries are removed by
+// rewriting the array with $set, conditioned on the shift's version,
+// because FerretDB silently ignores $pull with a condition. hasOutbox
+// makes pending shifts findable with a plain indexed equality.
+//
+// On MongoDB a conditioned update is atomic. FerretDB v1 runs it as read,
+// modify, write back the whole document with nothing held in between
+// (measured: 20 concurrent conditioned updates, 8 "matched"), so two
+// writers of the same shift in different processes can overwrite each
+// other there. Within one process (the local runner, tests) the repo
+// serialises writes per shift, which closes that gap; across processes
+// use MongoDB. docs/domain.md records this.
+type ShiftRepo struct {
+	c     *mongo.Collection
+	locks keyedMutex
+}
+
+var _ shift.Store = (*ShiftRepo)(nil)
+
+// NewShiftRepo returns the repository on db.
+func NewShiftRepo(db *mongo.Database) *ShiftRepo {
+	return &ShiftRepo{c: db.Collection(CollShifts), locks: keyedMutex{m: map[string]*keyLock{}}}
+}
+
+// keyedMutex serialises work per key and forgets keys nobody holds.
+type keyedMutex struct {
+	mu sync.Mutex
+	m  map[string]*keyLock
+}
+
+type keyLock struct {
+	sync.Mutex
+	refs int
+}
+
+func (k *keyedMutex) lock(key string) func() {
+	k.mu.Lock()
+	l, ok := k.m[key]
+	if !ok {
+		l = &keyLock{}
+		k.m[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		k.mu.Lock()
+		l.refs--
+		if l.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
+}
+
+// EnsureIndexes creates the repository's indexes.
+func (r *ShiftRepo) EnsureIndexes(ctx context.Context) error {
+	return ensureIndexes(ctx, r.c,
+		index("org_start", false, bson.D{{Key: "organizationId", Value: 1}, {Key: "start", Value: 1}}),
+		index("has_outbox", false, bson.D{{Key: "hasOutbox", Value: 1}}),
+	)
+}
+
+// outboxDoc is an event as stored: the payload as a JSON string so that it
+// comes back byte for byte.
+type outboxDoc struct {
+	ID             string    `bson:"id"`
+	Type           string    `bson:"type"`
+	OrganizationID string    `bson:"organizationId"`
+	Time           time.Time `bson:"time"`
+	CorrelationID  string    `bson:"correlationId"`
+	SchemaVersion  int       `bson:"schemaVersion"`
+	Payload        string    `bson:"payload"`
+}
+
+func toOutbox(e event.Event) outboxDoc {
+	return outboxDoc{ID: e.ID, Type: e.Type, OrganizationID: e.OrganizationID, Time: e.Time.UTC(),
+		CorrelationID: e.CorrelationID, SchemaVersion: e.SchemaVersion, Payload: string(e.Payload)}
+}
+
+func (d outboxDoc) event() event.Event {
+	return event.Event{ID: d.ID, Type: d.Type, OrganizationID: d.OrganizationID, Time: d.Time.UTC(),
+		CorrelationID: d.CorrelationID, SchemaVersion: d.SchemaVersion, Payload: json.RawMessage(d.Payload)}
+}
+
+type shiftDoc struct {
+	shift.Shift `bson:",inline"`
+	Outbox      []outboxDoc `bson:"outbox"`
+	HasOutbox   bool        `bson:"hasOutbox"`
+}
+
+var shiftFields = bson.D{{Key: "outbox", Value: 0}, {Key: "hasOutbox", Value: 0}}
+
+// Insert stores a new shift with ev in its outbox.
+func (r *ShiftRepo) Insert(ctx context.Context, s shift.Shift, ev event.Event) error {
+	if _, err := r.c.InsertOne(ctx, shiftDoc{Shift: s, Outbox: []outboxDoc{toOutbox(ev)}, HasOutbox: true}); err != nil {
+		return fmt.Errorf("insert shift: %w", err)
+	}
+	return nil
+}
+
+// Update writes the shift's fields and appends ev to the outbox in one
+// update conditioned on prevVersion. Errors: core.EConflict.
+func (r *ShiftRepo) Update(ctx context.Context, s shift.Shift, prevVersion int64, ev event.Event) error {
+	defer r.locks.lock(s.ID)()
+	filter := bson.D{{Key: "_id", Value: s.ID}, {Key: "organizationId", Value: s.OrganizationID}, {Key: "version", Value: prevVersion}}
+	update := bson.D{
+		{Key: "$set", Value: bson.D{
+			{Key: "clientId", Value: s.ClientID}, {Key: "workerId", Value: s.WorkerID}, {Key: "role", Value: s.Role},
+			{Key: "start", Value: s.Start.UTC()}, {Key: "end", Value: s.End.UTC()}, {Key: "breakMinutes", Value: s.BreakMinutes},
+			{Key: "notes", Value: s.Notes}, {Key: "status", Value: s.Status}, {Key: "version", Value: s.Version},
+			{Key: "updatedAt", Value: s.UpdatedAt.UTC()}, {Key: "hasOutbox", Value: true},
+		}},
+		{Key: "$push", Value: bson.D{{Key: "outbox", Value: toOutbox(ev)}}},
+	}
+	res, err := r.c.UpdateOne(ctx, filter, update)
+	if err != nil {
+		return fmt.Errorf("update shift: %w", err)
+	}
+	if res.MatchedCount == 0 {
+		return core.Conflict("shift %s was changed by another request; reload it and try again", s.ID)
+	}
+	return nil
+}
+
+// Get returns the organisation's shift. Errors: core.ENotFound.
+func (r *ShiftRepo) Get(ctx context.Context, orgID, id string) (shift.Shift, error) {
+	var s shift.Shift
+	err := r.c.FindOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "organizationId", Value: orgID}},
+		options.FindOne().SetProjection(shiftFields)).Decode(&s)
+	if err != nil {
+		return shift.Shift{}, notFound(err, "shift %s not found", id)
+	}
+	return s, nil
+}
+
+// List returns the organisation's shifts starting in [f.From, f.To).
+func (r *ShiftRepo) List(ctx context.Context, orgID string, f shift.Filter) ([]shift.Shift, error) {
+	filter := timeRange(bson.D{{Key: "organizationId", Value: orgID}}, "start", f.From, f.To)
+	if f.Status != "" {
+		filter = append(filter, bson.E{Key: "status", Value: f.Status})
+	}
+	cur, err := r.c.Find(ctx, filter, options.Find().SetProjection(shiftFields).
+		SetSort(bson.D{{Key: "start", Value: 1}, {Key: "_id", Value: 1}}).SetLimit(clampLimit(f.Limit)))
+	if err != nil {
+		return nil, fmt.Errorf("list shifts: %w", err)
+	}
+	out := []shift.Shift{}
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("list shifts: %w", err)
+	}
+	return out, nil
+}
+
+type outboxView struct {
+	Version int64       `bson:"version"`
+	Outbox  []outboxDoc `bson:"outbox"`
+}
+
+func (r *ShiftRepo) outbox(ctx context.Context, shiftID string) (outboxView, error) {
+	var v outboxView
+	err := r.c.FindOne(ctx, bson.D{{Key: "_id", Value: shiftID}},
+		options.FindOne().SetProjection(bson.D{{Key: "version", Value: 1}, {Key: "outbox", Value: 1}})).Decode(&v)
+	return v, err
+}
+
+// Outbox returns the shift's pending events, oldest first.
+func (r *ShiftRepo) Outbox(ctx context.Context, shiftID string) ([]event.Event, error) {
+	v, err := r.outbox(ctx, shiftID)
+	if err != nil {
+		return nil, notFound(err, "shift %s not found", shiftID)
+	}
+	out := make([]event.Event, 0, len(v.Outbox))
+	for _, d := range v.Outbox {
+		out = append(out, d.event())
+	}
+	return out, nil
+}
+
+// PendingShifts returns ids of shifts with pending events.
+func (r *ShiftRepo) PendingShifts(ctx context.Context, limit int) ([]string, error) {
+	cur, err := r.c.Find(ctx, bson.D{{Key: "hasOutbox", Value: true}},
+		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}).SetLimit(clampLimit(limit)))
+	if err != nil {
+		return nil, fmt.Errorf("pending shifts: %w", err)
+	}
+	var docs []struct {
+		ID string `bson:"_id"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("pending shifts: %w", err)
+	}
+	ids := make([]string, len(docs))
+	for i, d := range docs {
+		ids[i] = d.ID
+	}
+	return ids, nil
+}
+
+// RemoveFromOutbox removes the events with these ids. It rewrites the
+// array conditioned on the version it read: a change that appended an
+// event in between bumps the version, the update matches nothing, and the
+// loop reads again, so an appended event is never dropped.
+func (r *ShiftRepo) RemoveFromOutbox(ctx context.Context, shiftID string, eventIDs []string) error {
+	defer r.locks.lock(shiftID)()
+	for attempt := 0; attempt < 20; attempt++ {
+		v, err := r.outbox(ctx, shiftID)
+		if err != nil {
+			return notFound(err, "shift %s not found", shiftID)
+		}
+		remaining := make([]outboxDoc, 0, len(v.Outbox))
+		for _, d := range v.Outbox {
+			if !slices.Contains(eventIDs, d.ID) {
+				remaining = append(remaining, d)
+			}
+		}
+		if len(remaining) == len(v.Outbox) {
+			return nil // already removed by another relay
+		}
+		res, err := r.c.UpdateOne(ctx, bson.D{{Key: "_id", Value: shiftID}, {Key: "version", Value: v.Version}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "outbox", Value: remaining}, {Key: "hasOutbox", Value: len(remaining) > 0}}}})
+		if err != nil {
+			return fmt.Errorf("remove outbox entries of %s: %w", shiftID, err)
+		}
+		if res.MatchedCount == 1 {
+			return nil
+		}
+	}
+	return fmt.Errorf("remove outbox entries of %s: shift kept changing", shiftID)
+}

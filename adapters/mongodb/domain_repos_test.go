@@ -325,4 +325,3 @@ func TestPricingSettingsAndClientsRoundTrip(t *testing.T) {
 		t.Fatalf("org2 sees %d clients", len(l))
 	}
 }
-

@@ -18,7 +18,9 @@ type InvoiceRepo struct{ c *mongo.Collection }
 var _ invoice.Store = (*InvoiceRepo)(nil)
 
 // NewInvoiceRepo returns the repository on db.
-func NewInvoiceRepo(db *mongo.Database) *InvoiceRepo { return &InvoiceRepo{c: db.Collection(CollInvoices)} }
+func NewInvoiceRepo(db *mongo.Database) *InvoiceRepo {
+	return &InvoiceRepo{c: db.Collection(CollInvoices)}
+}
 
 // EnsureIndexes creates the repository's indexes.
 func (r *InvoiceRepo) EnsureIndexes(ctx context.Context) error {

@@ -12,14 +12,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/shiftflow/shiftflow/adapters/config"
+	"github.com/shiftflow/shiftflow/adapters/logging"
 )
 
 // Retry policy: go-redis retries a failed command up to MaxRetries times,
@@ -30,10 +34,24 @@ const (
 	minRetryBackoff = 8 * time.Millisecond
 	maxRetryBackoff = 512 * time.Millisecond
 	dialTimeout     = 5 * time.Second
+	dialRetries     = 3
 	pingTimeout     = 5 * time.Second
 )
 
-// Options builds the driver options from the configuration.
+// dialBackoff is the wait before dial retry attempt n (0-based):
+// exponential from 50 ms, capped at 2 s, with full jitter so that many
+// function instances reconnecting after a Redis restart do not stampede.
+func dialBackoff(attempt int) time.Duration {
+	d := 50 * time.Millisecond << min(attempt, 6)
+	if d > 2*time.Second {
+		d = 2 * time.Second
+	}
+	return time.Duration(rand.Int64N(int64(d)) + 1)
+}
+
+// Options builds the driver options from the configuration; Cluster picks
+// a cluster client, otherwise a single-node client (both satisfy
+// redis.UniversalClient, so the same code paths serve both).
 func Options(c config.Redis) (*redis.UniversalOptions, error) {
 	o := &redis.UniversalOptions{
 		Addrs:           c.Addrs,
@@ -45,6 +63,7 @@ func Options(c config.Redis) (*redis.UniversalOptions, error) {
 		MinRetryBackoff: minRetryBackoff,
 		MaxRetryBackoff: maxRetryBackoff,
 		DialTimeout:     dialTimeout,
+		DialerRetries:   dialRetries,
 		ClientName:      "shiftflow",
 		// Function instances are short-lived and many: keep pools modest.
 		PoolSize: 20,
@@ -59,6 +78,17 @@ func Options(c config.Redis) (*redis.UniversalOptions, error) {
 		o.TLSConfig = tc
 	}
 	return o, nil
+}
+
+func newClient(o *redis.UniversalOptions) redis.UniversalClient {
+	if o.IsClusterMode || len(o.Addrs) > 1 {
+		co := o.Cluster()
+		co.DialerRetryBackoff = dialBackoff
+		return redis.NewClusterClient(co)
+	}
+	so := o.Simple()
+	so.DialerRetryBackoff = dialBackoff
+	return redis.NewClient(so)
 }
 
 // TLSConfig returns the client TLS configuration: system roots plus the
@@ -101,7 +131,8 @@ func New(c config.Redis, logger *slog.Logger) (redis.UniversalClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	client := redis.NewUniversalClient(o)
+	setDriverLogger(logger)
+	client := newClient(o)
 	client.AddHook(&dialLogHook{cfg: c, log: logger})
 	return client, nil
 }
@@ -202,6 +233,8 @@ func Explain(c config.Redis, err error) error {
 		return fmt.Errorf("redis at %s: %w: connection refused (is the server running and is the port right?)", addr, ErrUnreachable)
 	case strings.Contains(msg, "no such host"):
 		return fmt.Errorf("redis at %s: %w: the host name does not resolve", addr, ErrUnreachable)
+	case c.TLS && (errors.As(err, &netErr) && netErr.Timeout() || errors.Is(err, context.DeadlineExceeded)):
+		return fmt.Errorf("redis at %s: %w: no TLS handshake answer within the timeout; %w: the server may not speak TLS (use redis://) or may be overloaded", addr, ErrUnreachable, ErrNotTLS)
 	case errors.As(err, &netErr) && netErr.Timeout(), errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("redis at %s: %w: no answer within the timeout (firewall, wrong host, or server overloaded)", addr, ErrUnreachable)
 	}
@@ -230,6 +263,25 @@ func (h *dialLogHook) DialHook(next redis.DialHook) redis.DialHook {
 func (h *dialLogHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
 func (h *dialLogHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
+}
+
+// driverLogger routes go-redis's own log lines (pool dial failures and
+// the like) through slog, redacted, instead of the standard logger.
+type driverLogger struct{}
+
+var currentLogger atomic.Pointer[slog.Logger]
+
+func (driverLogger) Printf(ctx context.Context, format string, v ...any) {
+	if l := currentLogger.Load(); l != nil {
+		l.WarnContext(ctx, "redis: driver", "detail", logging.Redact(fmt.Sprintf(format, v...)))
+	}
+}
+
+var setLoggerOnce sync.Once
+
+func setDriverLogger(l *slog.Logger) {
+	currentLogger.Store(l)
+	setLoggerOnce.Do(func() { redis.SetLogger(driverLogger{}) })
 }
 
 // Close closes the client and logs it.

@@ -34,8 +34,13 @@ package httpapi
 // routes POST /users, GET /users, GET /users/{id}; see AuthRoutes.
 
 import (
+	"math"
+	"net"
 	"net/http"
+	"net/netip"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/shiftflow/shiftflow/core"
 	"github.com/shiftflow/shiftflow/core/auth"
@@ -129,4 +134,176 @@ func describePermission(p auth.Permission) string {
 		return "manage users"
 	}
 	return "do this"
+}
+
+// ClientIP finds the address a request comes from. By default it is the
+// platform's peer address, r.RemoteAddr: the TCP peer locally ("ip:port"),
+// and the API Gateway source IP under aws-lambda-go-api-proxy (no port),
+// which a client cannot forge. X-Forwarded-For is believed only when the
+// peer is a trusted proxy (TRUSTED_PROXIES), and then read from the right:
+// each trusted hop is skipped and the first untrusted address is the client,
+// so entries a client prepends itself are never used.
+type ClientIP struct {
+	trusted []netip.Prefix
+}
+
+// NewClientIP returns a ClientIP trusting X-Forwarded-For from the prefixes
+// (auth.Config.TrustedProxies; nil trusts nobody).
+func NewClientIP(trusted []netip.Prefix) *ClientIP { return &ClientIP{trusted: trusted} }
+
+// Of returns the client address of r; the zero Addr when even the peer
+// address cannot be parsed (the limiter then counts it in one shared
+// "unknown" budget).
+func (c *ClientIP) Of(r *http.Request) netip.Addr {
+	peer := parseHostAddr(r.RemoteAddr)
+	if !peer.IsValid() || !c.isTrusted(peer) {
+		return peer
+	}
+	// The api-proxy for HTTP APIs splits repeated headers on commas and a
+	// proxy chain may send several X-Forwarded-For lines: take them all, in
+	// order, as one list.
+	var hops []string
+	for _, v := range r.Header.Values("X-Forwarded-For") {
+		hops = append(hops, strings.Split(v, ",")...)
+	}
+	client := peer
+	for i := len(hops) - 1; i >= 0; i-- {
+		a := parseHostAddr(strings.TrimSpace(hops[i]))
+		if !a.IsValid() {
+			// Garbage from (or beyond) a trusted hop: stop at the last
+			// address we can vouch for.
+			return client
+		}
+		client = a
+		if !c.isTrusted(a) {
+			return a
+		}
+	}
+	return client
+}
+
+func (c *ClientIP) isTrusted(a netip.Addr) bool {
+	for _, p := range c.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseHostAddr parses "ip", "ip:port", "[ipv6]:port" or "[ipv6]".
+func parseHostAddr(s string) netip.Addr {
+	s = strings.TrimSpace(s)
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap()
+	}
+	if host, _, err := net.SplitHostPort(s); err == nil {
+		if a, err := netip.ParseAddr(host); err == nil {
+			return a.Unmap()
+		}
+	}
+	if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+		if a, err := netip.ParseAddr(s[1 : len(s)-1]); err == nil {
+			return a.Unmap()
+		}
+	}
+	return netip.Addr{}
+}
+
+// AuthRoutes are the login and user-management routes.
+type AuthRoutes struct {
+	svc   *auth.Service
+	authn *Authenticator
+	ip    *ClientIP
+}
+
+// NewAuthRoutes returns the routes. svc needs a signing token key.
+func NewAuthRoutes(svc *auth.Service, authn *Authenticator, ip *ClientIP) *AuthRoutes {
+	return &AuthRoutes{svc: svc, authn: authn, ip: ip}
+}
+
+// Register adds the routes to mux:
+//
+//	POST /login        public; {"email","password"} -> 200 {"token","expiresAt"}
+//	POST /users        admin; {"email","password","role"} -> 201 user
+//	GET  /users        admin; the organisation's users
+//	GET  /users/{id}   admin; one user of the organisation (404 otherwise)
+func (a *AuthRoutes) Register(mux *http.ServeMux) {
+	mux.HandleFunc("POST /login", a.Login)
+	mux.Handle("POST /users", a.authn.Require(auth.PermManageUsers, a.createUser))
+	mux.Handle("GET /users", a.authn.Require(auth.PermManageUsers, a.listUsers))
+	mux.Handle("GET /users/{id}", a.authn.Require(auth.PermManageUsers, a.getUser))
+}
+
+type loginBody struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+}
+
+// Login is POST /login. Every answer that consulted the limiter carries
+// RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset and RateLimit-Policy
+// (draft-ietf-httpapi-ratelimit-headers, the budget closest to running
+// out); a 429 adds Retry-After. A wrong email and a wrong password give the
+// same 401 body.
+func (a *AuthRoutes) Login(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	var in loginBody
+	if err := DecodeJSON(r, &in); err != nil {
+		WriteError(w, r, err)
+		return
+	}
+	res, err := a.svc.Login(r.Context(), auth.LoginRequest{Email: in.Email, Password: in.Password, ClientIP: a.ip.Of(r)})
+	if res.Quota != nil {
+		setRateLimitHeaders(w.Header(), *res.Quota)
+	}
+	if err != nil {
+		WriteError(w, r, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, res.Token)
+}
+
+func setRateLimitHeaders(h http.Header, d auth.Decision) {
+	ceilSec := func(x time.Duration) string { return strconv.Itoa(int(math.Ceil(x.Seconds()))) }
+	h.Set("RateLimit-Limit", strconv.Itoa(d.Limit))
+	h.Set("RateLimit-Remaining", strconv.Itoa(d.Remaining))
+	reset := d.Reset
+	if !d.Allowed && d.RetryAfter > reset {
+		reset = d.RetryAfter
+	}
+	h.Set("RateLimit-Reset", ceilSec(reset))
+	h.Set("RateLimit-Policy", strconv.Itoa(d.Limit)+";w="+ceilSec(d.Window))
+}
+
+func (a *AuthRoutes) createUser(w http.ResponseWriter, r *http.Request) {
+	var in auth.NewUser
+	if err := DecodeJSON(r, &in); err != nil {
+		WriteError(w, r, err)
+		return
+	}
+	u, err := a.svc.CreateUser(r.Context(), PrincipalOf(r), in)
+	if err != nil {
+		WriteError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/users/"+u.ID)
+	WriteJSON(w, http.StatusCreated, u)
+}
+
+func (a *AuthRoutes) listUsers(w http.ResponseWriter, r *http.Request) {
+	us, err := a.svc.ListUsers(r.Context(), PrincipalOf(r))
+	if err != nil {
+		WriteError(w, r, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, us)
+}
+
+func (a *AuthRoutes) getUser(w http.ResponseWriter, r *http.Request) {
+	u, err := a.svc.GetUser(r.Context(), PrincipalOf(r), r.PathValue("id"))
+	if err != nil {
+		WriteError(w, r, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, u)
 }

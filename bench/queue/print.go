@@ -104,7 +104,7 @@ func printResults(w io.Writer, cfg config, results []result) {
 		if okOurs && okTheirs {
 			a, b := rw.value(ours), rw.value(theirs)
 			if b != 0 {
-				cells = append(cells, fmt.Sprintf("%.2fx", a/b))
+				cells = append(cells, fmt.Sprintf("%.3gx", a/b))
 			} else {
 				cells = append(cells, "-")
 			}

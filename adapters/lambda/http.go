@@ -22,9 +22,9 @@ import (
 	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/awslabs/aws-lambda-go-api-proxy/core"
 
-	shiftcore "github.com/shiftflow/shiftflow/core"
 	"github.com/shiftflow/shiftflow/adapters/httpapi"
 	"github.com/shiftflow/shiftflow/adapters/logging"
+	shiftcore "github.com/shiftflow/shiftflow/core"
 )
 
 // HTTPOptions tune the HTTP adapter.

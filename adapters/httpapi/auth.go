@@ -229,10 +229,29 @@ func NewAuthRoutes(svc *auth.Service, authn *Authenticator, ip *ClientIP) *AuthR
 //	GET  /users        admin; the organisation's users
 //	GET  /users/{id}   admin; one user of the organisation (404 otherwise)
 func (a *AuthRoutes) Register(mux *http.ServeMux) {
-	mux.HandleFunc("POST /login", a.Login)
-	mux.Handle("POST /users", a.authn.Require(auth.PermManageUsers, a.createUser))
-	mux.Handle("GET /users", a.authn.Require(auth.PermManageUsers, a.listUsers))
-	mux.Handle("GET /users/{id}", a.authn.Require(auth.PermManageUsers, a.getUser))
+	for _, rt := range a.Routes() {
+		mux.Handle(rt.Method+" "+rt.Path, rt.Handler)
+	}
+}
+
+// AuthRoute is one route of AuthRoutes. Permission is "" for the public
+// POST /login; Handler already includes the Require check.
+type AuthRoute struct {
+	Method     string
+	Path       string
+	Permission auth.Permission
+	Handler    http.Handler
+}
+
+// Routes lists the routes Register mounts (the authorisation table test
+// checks it covers every one).
+func (a *AuthRoutes) Routes() []AuthRoute {
+	return []AuthRoute{
+		{"POST", "/login", "", http.HandlerFunc(a.Login)},
+		{"POST", "/users", auth.PermManageUsers, a.authn.Require(auth.PermManageUsers, a.createUser)},
+		{"GET", "/users", auth.PermManageUsers, a.authn.Require(auth.PermManageUsers, a.listUsers)},
+		{"GET", "/users/{id}", auth.PermManageUsers, a.authn.Require(auth.PermManageUsers, a.getUser)},
+	}
 }
 
 type loginBody struct {

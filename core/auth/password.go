@@ -25,10 +25,10 @@ type Argon2Params struct {
 
 // DefaultArgon2Params is the documented cost: argon2id with 19 MiB, 2 passes
 // and 1 lane, the first configuration OWASP's Password Storage Cheat Sheet
-// recommends. It takes about 25-40 ms on one core of a small cloud instance
-// (measured 45-50 ms on the shared 2-core development machine) and 19 MiB per concurrent login, which fits a
-// 256 MB function. Raising it later is safe: each hash carries its own
-// parameters, so old hashes keep verifying.
+// recommends. One hash took 45-50 ms on the shared 2-core development
+// machine (BenchmarkDefaultArgon2id) and holds 19 MiB while it runs, which
+// fits a 256 MB function. Raising it later is safe: each hash carries its
+// own parameters, so old hashes keep verifying.
 var DefaultArgon2Params = Argon2Params{MemoryKiB: 19 * 1024, Time: 2, Threads: 1, SaltLen: 16, KeyLen: 32}
 
 // Hasher hashes and verifies passwords with argon2id. Hashes are PHC

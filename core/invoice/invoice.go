@@ -182,10 +182,10 @@ func (w *Worker) List(ctx context.Context, orgID string, from, to time.Time) ([]
 func (w *Worker) Generate(ctx context.Context, j *job.Job) error {
 	var d timesheet.InvoiceJob
 	if err := json.Unmarshal(j.Data, &d); err != nil {
-		return core.Invalid("job %s: data is not an invoice job: %v", j.ID, err)
+		return job.Permanent(core.Invalid("job %s: data is not an invoice job: %v", j.ID, err))
 	}
 	if d.ShiftID == "" || d.OrganizationID == "" {
-		return core.Invalid("job %s: shiftId and organizationId are required", j.ID)
+		return job.Permanent(core.Invalid("job %s: shiftId and organizationId are required", j.ID))
 	}
 	inv, err := w.store.GetByShift(ctx, d.OrganizationID, d.ShiftID)
 	if core.ErrorCode(err) == core.ENotFound {
@@ -206,7 +206,7 @@ func (w *Worker) create(ctx context.Context, d timesheet.InvoiceJob) (Invoice, e
 		return Invoice{}, fmt.Errorf("invoice of %s: load shift: %w", d.ShiftID, err)
 	}
 	if sh.Status != shift.StatusCompleted {
-		return Invoice{}, core.Conflict("invoice of %s: shift is %s, not completed", d.ShiftID, sh.Status)
+		return Invoice{}, job.Permanent(core.Conflict("invoice of %s: shift is %s, not completed", d.ShiftID, sh.Status))
 	}
 	wt, err := w.worked.Get(ctx, d.OrganizationID, d.ShiftID)
 	if err != nil {

@@ -42,10 +42,10 @@ func NewMailer(store Store, sender Sender, from string) *Mailer {
 func (m *Mailer) Send(ctx context.Context, j *job.Job) error {
 	var d EmailJob
 	if err := json.Unmarshal(j.Data, &d); err != nil {
-		return core.Invalid("job %s: data is not an email job: %v", j.ID, err)
+		return job.Permanent(core.Invalid("job %s: data is not an email job: %v", j.ID, err))
 	}
 	if d.InvoiceID == "" || d.OrganizationID == "" || d.To == "" {
-		return core.Invalid("job %s: invoiceId, organizationId and to are required", j.ID)
+		return job.Permanent(core.Invalid("job %s: invoiceId, organizationId and to are required", j.ID))
 	}
 	inv, err := m.store.Get(ctx, d.OrganizationID, d.InvoiceID)
 	if err != nil {

@@ -74,11 +74,14 @@ func (r *Relay) Flush(ctx context.Context) (int, error) {
 		if err != nil {
 			return total, errors.Join(append(errs, fmt.Errorf("relay: list pending: %w", err))...)
 		}
-		progressed := false
+		// A round that only returns shifts which already failed is the
+		// end: their events wait for the next run.
+		fresh := false
 		for _, id := range ids {
 			if failed[id] {
 				continue
 			}
+			fresh = true
 			if ctx.Err() != nil {
 				return total, errors.Join(append(errs, ctx.Err())...)
 			}
@@ -88,11 +91,9 @@ func (r *Relay) Flush(ctx context.Context) (int, error) {
 				failed[id] = true
 				errs = append(errs, err)
 				r.log.WarnContext(ctx, "relay: shift outbox not flushed", "shiftId", id, "err", err)
-				continue
 			}
-			progressed = true
 		}
-		if !progressed {
+		if !fresh {
 			return total, errors.Join(errs...)
 		}
 	}

@@ -119,10 +119,10 @@ func (s *Service) OnShiftCompleted(ctx context.Context, e event.Event) error {
 	}
 	sh, err := shift.FromEvent(e)
 	if err != nil {
-		return err
+		return event.Permanent(err) // a bad payload never gets better
 	}
 	if sh.Status != shift.StatusCompleted {
-		return core.Invalid("event %s: shift %s is %s, not completed", e.ID, sh.ID, sh.Status)
+		return event.Permanent(core.Invalid("event %s: shift %s is %s, not completed", e.ID, sh.ID, sh.Status))
 	}
 	c, err := s.clients.Get(ctx, sh.OrganizationID, sh.ClientID)
 	if err != nil {
@@ -143,7 +143,7 @@ func (s *Service) OnShiftCompleted(ctx context.Context, e event.Event) error {
 		CreatedAt: s.now().UTC().Truncate(time.Millisecond),
 	}
 	if err := w.Validate(); err != nil {
-		return err
+		return event.Permanent(err)
 	}
 	if _, err := s.store.Upsert(ctx, w); err != nil {
 		return fmt.Errorf("upsert worked time of %s: %w", sh.ID, err)

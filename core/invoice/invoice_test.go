@@ -1,0 +1,64 @@
+package invoice
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shiftflow/shiftflow/core/job"
+	"github.com/shiftflow/shiftflow/core/pricing"
+)
+
+func TestFormatMoneyAndNumber(t *testing.T) {
+	for _, tc := range []struct {
+		cur   string
+		minor int64
+		want  string
+	}{
+		{"EUR", 55440, "EUR 554.40"}, {"EUR", 5, "EUR 0.05"}, {"EUR", -150, "EUR -1.50"}, {"JPY", 1200, "JPY 1200"},
+	} {
+		if got := FormatMoney(tc.cur, tc.minor); got != tc.want {
+			t.Errorf("FormatMoney(%s, %d) = %q, want %q", tc.cur, tc.minor, got, tc.want)
+		}
+	}
+	if got := FormatNumber("INV-", 42); got != "INV-000042" {
+		t.Errorf("FormatNumber = %q", got)
+	}
+	if got := FormatNumber("", 1234567); got != "1234567" {
+		t.Errorf("FormatNumber beyond six digits = %q", got)
+	}
+}
+
+func TestRenderAndValidate(t *testing.T) {
+	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	inv := Invoice{ID: "01J", OrganizationID: "o", Number: "INV-000001", Sequence: 1, ShiftID: "s", Currency: "EUR",
+		Lines:    []pricing.Line{{Description: "nurse regular", Minutes: 60, HourlyRate: 3000, MultiplierPercent: 100, Amount: 3000}},
+		Subtotal: 3000, Tax: 600, Total: 3600, IssuedAt: now, DueAt: now.AddDate(0, 0, 14)}
+	if err := inv.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	m := Render(inv, "from@x.test", "to@y.test")
+	if m.ID != "invoice-01J" || !strings.Contains(m.Subject, "INV-000001") || !strings.Contains(m.Text, "Total: EUR 36.00") || !strings.Contains(m.Text, "Due: 2026-12-12") {
+		t.Fatalf("rendered %+v", m)
+	}
+	bad := inv
+	bad.Total = 3601
+	if bad.Validate() == nil {
+		t.Fatal("amounts that do not add up accepted")
+	}
+}
+
+func TestBadJobDataIsPermanent(t *testing.T) {
+	w := NewWorker(Deps{})
+	for _, data := range []string{`nope`, `{"shiftId":""}`} {
+		err := w.Generate(context.Background(), &job.Job{ID: "j", Data: []byte(data)})
+		if !job.IsPermanent(err) {
+			t.Errorf("data %s: err %v is not permanent", data, err)
+		}
+	}
+	m := NewMailer(nil, nil, "x@y.test")
+	if err := m.Send(context.Background(), &job.Job{ID: "j", Data: []byte(`{}`)}); !job.IsPermanent(err) {
+		t.Errorf("email job without fields: %v", err)
+	}
+}

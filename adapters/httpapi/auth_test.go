@@ -556,3 +556,42 @@ func TestEnsureUserIsIdempotent(t *testing.T) {
 		t.Fatalf("other organisation: %v, want conflict", err)
 	}
 }
+
+// TestLoginUpgradesAHashMadeWithAnOlderCost: raising the argon2id cost
+// re-hashes each password at its owner's next successful login.
+func TestLoginUpgradesAHashMadeWithAnOlderCost(t *testing.T) {
+	rdb, _ := testenv.MiniRedis(t)
+	db := testenv.MongoDB(t)
+	old := newAuthApp(t, rdb, db, authAppOptions{})
+	authSeed(t, old, "ann@example.com", "the right password", "org-a", auth.RoleViewer)
+	raised := authCheapArgon2
+	raised.Time = 2
+	app := newAuthApp(t, rdb, db, authAppOptions{argon: raised})
+	if w := authLogin(app.handler, "ann@example.com", "wrong password", "192.0.2.1:1"); w.Code != http.StatusUnauthorized {
+		t.Fatalf("wrong password: %d", w.Code)
+	}
+	stored := func() string {
+		u, err := mongodb.NewUserRepo(db).ByEmail(context.Background(), "ann@example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.PasswordHash
+	}
+	if h := stored(); !strings.Contains(h, "t=1,") {
+		t.Fatalf("a failed login changed the hash: %s", h)
+	}
+	if w := authLogin(app.handler, "ann@example.com", "the right password", "192.0.2.1:1"); w.Code != http.StatusOK {
+		t.Fatalf("login: %d %s", w.Code, w.Body)
+	}
+	if h := stored(); !strings.Contains(h, "t=2,") {
+		t.Fatalf("hash not upgraded: %s", h)
+	}
+	// An instance still on the old cost verifies the upgraded hash and does
+	// not downgrade it (a rolling deploy runs both).
+	if w := authLogin(old.handler, "ann@example.com", "the right password", "192.0.2.1:1"); w.Code != http.StatusOK {
+		t.Fatalf("login with the upgraded hash: %d %s", w.Code, w.Body)
+	}
+	if h := stored(); !strings.Contains(h, "t=2,") {
+		t.Fatalf("hash downgraded: %s", h)
+	}
+}

@@ -123,3 +123,16 @@ func (r *UserRepo) List(ctx context.Context, organizationID string) ([]auth.User
 	}
 	return out, nil
 }
+
+// SetPasswordHash replaces the hash of user id when it is still old.
+func (r *UserRepo) SetPasswordHash(ctx context.Context, id, old, hash string) error {
+	res, err := r.c.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "passwordHash", Value: old}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "passwordHash", Value: hash}}}})
+	if err != nil {
+		return fmt.Errorf("mongodb: set password hash: %w", err)
+	}
+	if res.MatchedCount == 0 {
+		return core.NotFound("user not found")
+	}
+	return nil
+}

@@ -110,3 +110,21 @@ func TestUserRepoHidesOtherOrganisations(t *testing.T) {
 		t.Fatalf("unknown email: %v", err)
 	}
 }
+
+func TestUserRepoSetPasswordHashIsCompareAndSet(t *testing.T) {
+	r, ctx := usersRepo(t)
+	u := testUser("u1", "ann@example.com", "org-a", auth.RoleViewer)
+	if err := r.Create(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.SetPasswordHash(ctx, "u1", "not the current hash", "new"); core.ErrorCode(err) != core.ENotFound {
+		t.Fatalf("stale old hash: %v, want not found", err)
+	}
+	if err := r.SetPasswordHash(ctx, "u1", u.PasswordHash, "new"); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := r.ByEmail(ctx, "ann@example.com")
+	if got.PasswordHash != "new" {
+		t.Fatalf("hash %q, want new", got.PasswordHash)
+	}
+}

@@ -102,6 +102,19 @@ func (h *Hasher) Verify(ctx context.Context, encoded, password string) (bool, er
 	return subtle.ConstantTimeCompare(got, want) == 1, nil
 }
 
+// NeedsRehash reports whether encoded was made with a lower cost than the
+// current one in some dimension, so that a successful login can upgrade it.
+// It never asks to lower a cost: during a rolling deploy an instance still
+// on the old parameters must not undo the new instances' upgrades.
+func (h *Hasher) NeedsRehash(encoded string) bool {
+	p, _, _, err := decodeHash(encoded)
+	if err != nil {
+		return false // Verify reports a malformed hash; nothing to upgrade
+	}
+	c := h.params
+	return p.MemoryKiB < c.MemoryKiB || p.Time < c.Time || p.SaltLen < c.SaltLen || p.KeyLen < c.KeyLen
+}
+
 // VerifyDummy spends the same time as Verify against a real hash and always
 // fails. Login calls it when the email is unknown, so the response time does
 // not tell an attacker which emails have accounts.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/netip"
 	"strings"
@@ -119,6 +120,15 @@ func (s *Service) Login(ctx context.Context, in LoginRequest) (LoginResult, erro
 	}
 	if !ok {
 		return res, invalidCredentials()
+	}
+	if s.hasher.NeedsRehash(u.PasswordHash) {
+		// The cost was raised since this hash was made: upgrade it now,
+		// while the password is at hand. Failing to is not a failed login.
+		if h, err := s.hasher.Hash(ctx, in.Password); err == nil {
+			if err := s.users.SetPasswordHash(ctx, u.ID, u.PasswordHash, h); err != nil && core.ErrorCode(err) != core.ENotFound {
+				slog.WarnContext(ctx, "login: upgrade password hash", "user", u.ID, "err", err)
+			}
+		}
 	}
 	tok, err := s.tokens.Issue(u.Principal())
 	if err != nil {

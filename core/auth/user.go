@@ -93,4 +93,8 @@ type UserStore interface {
 	ByID(ctx context.Context, organizationID, id string) (User, error)
 	// List returns the organisation's users ordered by email.
 	List(ctx context.Context, organizationID string) ([]User, error)
+	// SetPasswordHash replaces the hash of user id if it still is old
+	// (compare-and-set: a concurrent password change wins). ENotFound when
+	// the user is gone or the hash changed meanwhile.
+	SetPasswordHash(ctx context.Context, id, old, hash string) error
 }

@@ -1,0 +1,478 @@
+package redisstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/shiftflow/shiftflow/core"
+	"github.com/shiftflow/shiftflow/core/job"
+)
+
+// QueueOptions are the defaults of every queue of a Queues. Zero values
+// take the defaults named on each field.
+type QueueOptions struct {
+	// Prefix starts every key (default "sf").
+	Prefix string
+	// Attempts is the default total number of attempts (default 3).
+	Attempts int
+	// Backoff is the default retry backoff (default exponential, base 1s,
+	// cap 10m, with jitter).
+	Backoff job.Backoff
+	// KeepCompleted is how many completed jobs a queue keeps for
+	// inspection and de-duplication (default 100; negative keeps none).
+	KeepCompleted int
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Queues is the job queue on Redis Streams: it adds jobs (job.Adder),
+// inspects queues (job.Inspector) and makes workers.
+type Queues struct {
+	client redis.UniversalClient
+	opt    QueueOptions
+}
+
+var (
+	_ job.Adder     = (*Queues)(nil)
+	_ job.Inspector = (*Queues)(nil)
+)
+
+// NewQueues returns the job queues stored in client's Redis (plain, TLS or
+// cluster: every script touches the keys of one queue's hash tag).
+func NewQueues(client redis.UniversalClient, opts QueueOptions) *Queues {
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultPrefix
+	}
+	if opts.Attempts <= 0 {
+		opts.Attempts = 3
+	}
+	opts.Backoff, _ = normBackoff(opts.Backoff, defaultJobBackoff)
+	if opts.KeepCompleted == 0 {
+		opts.KeepCompleted = 100
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Queues{client: client, opt: opts}
+}
+
+func (q *Queues) keys(queue string) (queueKeys, error) {
+	if err := validName("queue", queue); err != nil {
+		return queueKeys{}, err
+	}
+	return newQueueKeys(q.opt.Prefix, queue), nil
+}
+
+func unavailable(what string, err error) error {
+	return &core.Error{Code: core.EUnavailable, Message: "job queue unavailable", Err: fmt.Errorf("%s: %w", what, err)}
+}
+
+// enqueueLua is shared by the scripts that put a job (back) in its stream.
+// The stream entry carries everything a worker needs, so running a job
+// costs no extra read of its hash. It has two fields, "id" and "j" (attempt,
+// max attempts, backoff, created ms, correlation id, name, data, joined by
+// the unit separator 0x1f, data last): Redis walks an entry's fields when
+// it deletes one, and few fields made XDEL several times cheaper than one
+// field per value. Names and correlation ids never contain control
+// characters (Add refuses them), so only the data may hold a separator.
+const enqueueLua = `
+local function enqueue(stream, hk, id, attempt)
+  local h = redis.call('HMGET', hk, 'name', 'data', 'max', 'backoff', 'corr', 'created')
+  local mid = redis.call('XADD', stream, '*', 'id', id,
+    'j', attempt .. '\31' .. h[3] .. '\31' .. h[4] .. '\31' .. h[6] .. '\31' .. h[5] .. '\31' .. h[1] .. '\31' .. h[2])
+  redis.call('HSET', hk, 'state', 'waiting', 'attempt', attempt, 'msg', mid)
+  return mid
+end
+local function nowms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+`
+
+// addScript adds a job unless its id exists (de-duplication), either to
+// the stream (ready) or to the delayed set. The clock is Redis's, so
+// producers with skewed clocks agree on due times.
+//
+// KEYS[1] job hash
+// KEYS[2] stream
+// KEYS[3] delayed zset
+// ARGV[1] job id
+// ARGV[2] name
+// ARGV[3] data (JSON)
+// ARGV[4] max attempts
+// ARGV[5] backoff (encoded)
+// ARGV[6] keep completed (<= 0: keep none)
+// ARGV[7] correlation id
+// ARGV[8] delay ms
+// Returns 1 if added, 0 if the id existed.
+var addScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local delay = tonumber(ARGV[8])
+local state, mid = 'delayed', ''
+if delay > 0 then
+  redis.call('ZADD', KEYS[3], now + delay, ARGV[1])
+else
+  state = 'waiting'
+  mid = redis.call('XADD', KEYS[2], '*', 'id', ARGV[1],
+    'j', '1\31' .. ARGV[4] .. '\31' .. ARGV[5] .. '\31' .. now .. '\31' .. ARGV[7] .. '\31' .. ARGV[2] .. '\31' .. ARGV[3])
+end
+redis.call('HSET', KEYS[1], 'name', ARGV[2], 'data', ARGV[3], 'max', ARGV[4], 'backoff', ARGV[5],
+  'keep', ARGV[6], 'corr', ARGV[7], 'created', now, 'attempt', 1, 'err', '', 'state', state, 'msg', mid)
+return 1
+`)
+
+// Add enqueues a job and returns its id. With opts.JobID set, adding an id
+// that exists (waiting, delayed, active, failed, or completed and still
+// kept) returns that id and changes nothing. Errors: core.EInvalid for bad
+// input, core.EUnavailable when Redis fails.
+func (q *Queues) Add(ctx context.Context, queue, name string, data any, opts job.Options) (string, error) {
+	k, err := q.keys(queue)
+	if err != nil {
+		return "", err
+	}
+	if name == "" || len(name) > 200 || hasControl(name) {
+		return "", core.Invalid("job name must be 1 to 200 characters without control characters")
+	}
+	if len(opts.CorrelationID) > 200 || hasControl(opts.CorrelationID) {
+		return "", core.Invalid("correlation id must be at most 200 characters without control characters")
+	}
+	raw, err := jobData(data)
+	if err != nil {
+		return "", err
+	}
+	id := opts.JobID
+	if id == "" {
+		id = NewID()
+	} else if err := validJobID(id); err != nil {
+		return "", err
+	}
+	if opts.Delay < 0 {
+		return "", core.Invalid("delay must not be negative")
+	}
+	attempts := opts.Attempts
+	if attempts == 0 {
+		attempts = q.opt.Attempts
+	}
+	if attempts < 0 || attempts > 1000 {
+		return "", core.Invalid("attempts must be 1 to 1000")
+	}
+	bo, err := normBackoff(opts.Backoff, q.opt.Backoff)
+	if err != nil {
+		return "", err
+	}
+	keep := opts.KeepCompleted
+	if keep == 0 {
+		keep = q.opt.KeepCompleted
+	}
+	if keep < 0 {
+		keep = 0
+	}
+	delay := opts.Delay.Milliseconds()
+	if opts.Delay > 0 && delay == 0 {
+		delay = 1
+	}
+	err = addScript.Run(ctx, q.client, []string{k.job(id), k.stream, k.delayed},
+		id, name, string(raw), attempts, encodeBackoff(bo), keep, opts.CorrelationID, delay).Err()
+	if err != nil {
+		return "", unavailable("add job to "+queue, err)
+	}
+	return id, nil
+}
+
+func jobData(data any) (json.RawMessage, error) {
+	var raw []byte
+	switch v := data.(type) {
+	case nil:
+		raw = []byte("null")
+	case json.RawMessage:
+		raw = v
+	case []byte:
+		raw = v
+	default:
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, core.Invalid("job data is not JSON-encodable: %v", err)
+		}
+		raw = b
+	}
+	if !json.Valid(raw) {
+		return nil, core.Invalid("job data is not valid JSON")
+	}
+	return raw, nil
+}
+
+// countsScript reads every state's size at one instant.
+//
+// KEYS[1] stream, KEYS[2] delayed, KEYS[3] completed, KEYS[4] failed
+// ARGV[1] group
+// Returns {waiting, delayed, active, completed, failed}.
+var countsScript = redis.NewScript(`
+local len = redis.call('XLEN', KEYS[1])
+local active = 0
+local p = redis.pcall('XPENDING', KEYS[1], ARGV[1])
+if type(p) == 'table' and not p.err then active = tonumber(p[1]) end
+return {len - active, redis.call('ZCARD', KEYS[2]), active, redis.call('LLEN', KEYS[3]), redis.call('ZCARD', KEYS[4])}
+`)
+
+// Counts returns how many jobs of queue are in each state. Waiting jobs
+// are stream entries not yet delivered, active ones are delivered and not
+// acknowledged (XPENDING); a job whose worker died counts as active until
+// its visibility timeout.
+func (q *Queues) Counts(ctx context.Context, queue string) (job.Counts, error) {
+	k, err := q.keys(queue)
+	if err != nil {
+		return job.Counts{}, err
+	}
+	v, err := countsScript.Run(ctx, q.client, []string{k.stream, k.delayed, k.completed, k.failed}, workersGroup).Int64Slice()
+	if err != nil || len(v) != 5 {
+		return job.Counts{}, unavailable("count jobs of "+queue, err)
+	}
+	return job.Counts{Waiting: v[0], Delayed: v[1], Active: v[2], Completed: v[3], Failed: v[4]}, nil
+}
+
+// getJobScript returns a job hash and whether its current entry is
+// delivered (active).
+//
+// KEYS[1] job hash, KEYS[2] stream
+// ARGV[1] group
+// Returns {hash as a flat list, active 0|1} or false when missing.
+var getJobScript = redis.NewScript(`
+local h = redis.call('HGETALL', KEYS[1])
+if #h == 0 then return false end
+local active = 0
+local mid = redis.call('HGET', KEYS[1], 'msg')
+if mid and mid ~= '' then
+  local p = redis.pcall('XPENDING', KEYS[2], ARGV[1], mid, mid, 1)
+  if type(p) == 'table' and not p.err and #p == 1 then active = 1 end
+end
+return {h, active}
+`)
+
+// GetJob returns one job with its state. Errors: core.ENotFound.
+func (q *Queues) GetJob(ctx context.Context, queue, id string) (*job.Job, error) {
+	k, err := q.keys(queue)
+	if err != nil {
+		return nil, err
+	}
+	if err := validJobID(id); err != nil || id == "" {
+		return nil, core.NotFound("job %q not found", id)
+	}
+	v, err := getJobScript.Run(ctx, q.client, []string{k.job(id), k.stream}, workersGroup).Slice()
+	if errors.Is(err, redis.Nil) {
+		return nil, core.NotFound("job %q not found", id)
+	}
+	if err != nil || len(v) != 2 {
+		return nil, unavailable("get job", err)
+	}
+	j := jobFromHash(queue, id, flatMap(v[0]))
+	if a, _ := v[1].(int64); a == 1 {
+		j.State = job.StateActive
+	}
+	return j, nil
+}
+
+func flatMap(v any) map[string]string {
+	l, _ := v.([]any)
+	m := make(map[string]string, len(l)/2)
+	for i := 0; i+1 < len(l); i += 2 {
+		k, _ := l[i].(string)
+		s, _ := l[i+1].(string)
+		m[k] = s
+	}
+	return m
+}
+
+func msTime(s string) time.Time {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(n).UTC()
+}
+
+func jobFromHash(queue, id string, h map[string]string) *job.Job {
+	attempt, _ := strconv.Atoi(h["attempt"])
+	maxA, _ := strconv.Atoi(h["max"])
+	return &job.Job{
+		ID: id, Queue: queue, Name: h["name"], Data: json.RawMessage(h["data"]),
+		Attempt: attempt, MaxAttempts: maxA, CorrelationID: h["corr"], State: h["state"],
+		LastError: h["err"], CreatedAt: msTime(h["created"]), ProcessedAt: msTime(h["processed"]),
+		FinishedAt: msTime(h["finished"]),
+	}
+}
+
+// listScript lists failed or completed jobs, newest first.
+//
+// KEYS[1] failed zset or completed list
+// ARGV[1] job hash key prefix, ARGV[2] offset, ARGV[3] limit, ARGV[4] "zset" or "list"
+// Returns {id, hash, id, hash, ...}.
+var listScript = redis.NewScript(`
+local from, to = tonumber(ARGV[2]), tonumber(ARGV[2]) + tonumber(ARGV[3]) - 1
+local ids
+if ARGV[4] == 'zset' then ids = redis.call('ZREVRANGE', KEYS[1], from, to)
+else ids = redis.call('LRANGE', KEYS[1], from, to) end
+local out = {}
+for _, id in ipairs(ids) do
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGETALL', ARGV[1] .. id)
+end
+return out
+`)
+
+// ListFailed returns failed (dead-lettered) jobs, most recently failed
+// first, with their last error, attempts and times.
+func (q *Queues) ListFailed(ctx context.Context, queue string, offset, limit int) ([]job.Job, error) {
+	return q.list(ctx, queue, true, offset, limit)
+}
+
+// ListCompleted returns kept completed jobs, most recent first.
+func (q *Queues) ListCompleted(ctx context.Context, queue string, offset, limit int) ([]job.Job, error) {
+	return q.list(ctx, queue, false, offset, limit)
+}
+
+func (q *Queues) list(ctx context.Context, queue string, failed bool, offset, limit int) ([]job.Job, error) {
+	k, err := q.keys(queue)
+	if err != nil {
+		return nil, err
+	}
+	if offset < 0 || limit < 0 || limit > 1000 {
+		return nil, core.Invalid("offset must be >= 0 and limit 0 to 1000")
+	}
+	if limit == 0 {
+		limit = 100
+	}
+	set, kind := k.completed, "list"
+	if failed {
+		set, kind = k.failed, "zset"
+	}
+	v, err := listScript.Run(ctx, q.client, []string{set}, k.jobPrefix, offset, limit, kind).Slice()
+	if err != nil {
+		return nil, unavailable("list jobs", err)
+	}
+	out := make([]job.Job, 0, len(v)/2)
+	for i := 0; i+1 < len(v); i += 2 {
+		id, _ := v[i].(string)
+		h := flatMap(v[i+1])
+		if len(h) == 0 {
+			continue // removed meanwhile
+		}
+		out = append(out, *jobFromHash(queue, id, h))
+	}
+	return out, nil
+}
+
+// retryFailedScript puts failed jobs back in the stream with a fresh set
+// of attempts, keeping their last error for the record.
+//
+// KEYS[1] failed zset, KEYS[2] stream
+// ARGV[1] job hash key prefix, ARGV[2] job id (” for all), ARGV[3] max jobs
+// Returns the number of jobs moved.
+var retryFailedScript = redis.NewScript(enqueueLua + `
+local ids
+if ARGV[2] ~= '' then
+  if not redis.call('ZSCORE', KEYS[1], ARGV[2]) then return 0 end
+  ids = {ARGV[2]}
+else
+  ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+end
+local n = 0
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  local hk = ARGV[1] .. id
+  if redis.call('EXISTS', hk) == 1 then
+    redis.call('HDEL', hk, 'finished')
+    enqueue(KEYS[2], hk, id, 1)
+    n = n + 1
+  end
+end
+return n
+`)
+
+// RetryFailed moves one failed job back to waiting with its attempts
+// reset. Errors: core.ENotFound if it is not failed.
+func (q *Queues) RetryFailed(ctx context.Context, queue, id string) error {
+	k, err := q.keys(queue)
+	if err != nil {
+		return err
+	}
+	if id == "" {
+		return core.Invalid("job id required")
+	}
+	n, err := retryFailedScript.Run(ctx, q.client, []string{k.failed, k.stream}, k.jobPrefix, id, 1).Int()
+	if err != nil {
+		return unavailable("retry job", err)
+	}
+	if n == 0 {
+		return core.NotFound("no failed job %q in %s", id, queue)
+	}
+	return nil
+}
+
+// RetryAllFailed moves every failed job back to waiting, in batches of
+// 1000 per script so that Redis is never blocked for long.
+func (q *Queues) RetryAllFailed(ctx context.Context, queue string) (int, error) {
+	k, err := q.keys(queue)
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for {
+		n, err := retryFailedScript.Run(ctx, q.client, []string{k.failed, k.stream}, k.jobPrefix, "", 1000).Int()
+		if err != nil {
+			return total, unavailable("retry failed jobs", err)
+		}
+		total += n
+		if n < 1000 {
+			return total, nil
+		}
+	}
+}
+
+// removeScript deletes a job in any state. An active job's entry is
+// acknowledged and deleted, so its worker's result is dropped (the
+// ownership check fails) and the job is not retried.
+//
+// KEYS[1] job hash, KEYS[2] stream, KEYS[3] delayed, KEYS[4] completed, KEYS[5] failed
+// ARGV[1] group, ARGV[2] job id
+// Returns 1 if removed, 0 if missing.
+var removeScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local mid = redis.call('HGET', KEYS[1], 'msg')
+if mid and mid ~= '' then
+  redis.pcall('XACK', KEYS[2], ARGV[1], mid)
+  redis.call('XDEL', KEYS[2], mid)
+end
+redis.call('ZREM', KEYS[3], ARGV[2])
+if redis.call('HGET', KEYS[1], 'state') == 'completed' then redis.call('LREM', KEYS[4], 0, ARGV[2]) end
+redis.call('ZREM', KEYS[5], ARGV[2])
+redis.call('DEL', KEYS[1])
+return 1
+`)
+
+// Remove deletes a job in any state; its id can then be added again.
+// Errors: core.ENotFound.
+func (q *Queues) Remove(ctx context.Context, queue, id string) error {
+	k, err := q.keys(queue)
+	if err != nil {
+		return err
+	}
+	if id == "" || validJobID(id) != nil {
+		return core.NotFound("job %q not found", id)
+	}
+	n, err := removeScript.Run(ctx, q.client, []string{k.job(id), k.stream, k.delayed, k.completed, k.failed}, workersGroup, id).Int()
+	if err != nil {
+		return unavailable("remove job", err)
+	}
+	if n == 0 {
+		return core.NotFound("job %q not found", id)
+	}
+	return nil
+}

@@ -1,0 +1,312 @@
+package redisstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/shiftflow/shiftflow/core/event"
+	"github.com/shiftflow/shiftflow/core/job"
+)
+
+// Worker processes one queue's jobs. It is an event.Drainer: a serverless
+// function calls Drain or DrainLongPoll, the local runner and containers
+// call Run. A Worker can run in any process; workers of one queue share
+// its jobs through the consumer group.
+type Worker struct {
+	*engine
+	queue string
+}
+
+var _ event.Drainer = (*Worker)(nil)
+
+// Worker returns a worker for queue running h. Errors: core.EInvalid for a
+// bad queue name or a nil handler.
+func (q *Queues) Worker(queue string, h job.Handler, opts WorkerOptions) (*Worker, error) {
+	k, err := q.keys(queue)
+	if err != nil {
+		return nil, err
+	}
+	if h == nil {
+		return nil, errors.New("redisstream: nil job handler")
+	}
+	l := &jobLane{q: q, queue: queue, k: k, h: h}
+	return &Worker{engine: newEngine(q.client, l, opts), queue: queue}, nil
+}
+
+// Consumer returns the worker's consumer name in the group.
+func (w *Worker) Consumer() string { return w.opt.Consumer }
+
+type jobLane struct {
+	q       *Queues
+	queue   string
+	k       queueKeys
+	h       job.Handler
+	ensured bool
+}
+
+func (l *jobLane) label() string     { return "queue=" + l.queue }
+func (l *jobLane) streams() []string { return []string{l.k.stream} }
+func (l *jobLane) group() string     { return workersGroup }
+
+func (l *jobLane) ensure(ctx context.Context, force bool) error {
+	if l.ensured && !force {
+		return nil
+	}
+	// From id 0: jobs added before the first worker ever ran are not skipped.
+	err := l.q.client.XGroupCreateMkStream(ctx, l.k.stream, workersGroup, "0").Err()
+	if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
+		return unavailable("create consumer group for "+l.queue, err)
+	}
+	l.ensured = true
+	return nil
+}
+
+func (l *jobLane) handle(ctx context.Context, d *delivery) outcome {
+	// "j": attempt, max, backoff, created ms, correlation id, name, data.
+	p := strings.SplitN(d.fields["j"], "\x1f", 7)
+	if len(p) != 7 {
+		return outcome{d: d, kind: outFail, err: "malformed stream entry"}
+	}
+	attempt, _ := strconv.Atoi(p[0])
+	maxA, _ := strconv.Atoi(p[1])
+	j := &job.Job{
+		ID: d.fields["id"], Queue: l.queue, Name: p[5], Data: json.RawMessage(p[6]),
+		Attempt: attempt, MaxAttempts: maxA, CorrelationID: p[4], State: job.StateActive,
+		CreatedAt: msTime(p[3]), ProcessedAt: d.started.UTC(),
+	}
+	err := handlerCall(func() error { return l.h(ctx, j) })
+	if err == nil {
+		return outcome{d: d, kind: outOK}
+	}
+	if c := context.Cause(ctx); c != nil && !errors.Is(err, c) && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		err = fmt.Errorf("%w: %w", c, err)
+	}
+	msg := errText(err)
+	log := l.q.opt.Logger.With("queue", l.queue, "job", j.ID, "name", j.Name, "attempt", attempt, "maxAttempts", maxA)
+	if job.IsPermanent(err) || attempt >= maxA {
+		log.Error("job failed; dead-lettered", "err", msg)
+		return outcome{d: d, kind: outFail, err: msg}
+	}
+	delay := backoffDelay(decodeBackoff(p[2]), attempt)
+	log.Warn("job attempt failed; will retry", "err", msg, "retryIn", delay)
+	return outcome{d: d, kind: outRetry, err: msg, delay: delay}
+}
+
+// finishJobsScript records a batch of results and fetches the next batch.
+// An entry's result counts only if the entry is still pending (XACK
+// returns 1): every path that takes an entry from a consumer (reclaim,
+// remove, hand-back) acknowledges it in the same script, so "still
+// pending" means "still ours" and a reclaimed entry's late result is
+// dropped. The job hash is
+// changed only if it still points at this entry (a removed or re-added job
+// is left alone). Ack, state change and the retry's new entry happen in
+// one script: no crash point loses the job.
+//
+// KEYS[1] stream, KEYS[2] delayed, KEYS[3] completed list, KEYS[4] failed
+// KEYS[4+i] job hash of item i
+// ARGV[1] group, ARGV[2] consumer, ARGV[3] entries to fetch, ARGV[4] job hash key prefix
+// then per item i (6 values): entry id, job id, outcome (c|r|f|h), retry delay ms, error, started ms
+// Returns {items applied, XREADGROUP reply or false}.
+var finishJobsScript = redis.NewScript(enqueueLua + `
+local now = nowms()
+local applied = 0
+local n = (#ARGV - 4) / 6
+for i = 0, n - 1 do
+  local b = 5 + i * 6
+  local mid, id, out = ARGV[b], ARGV[b + 1], ARGV[b + 2]
+  local hk = KEYS[5 + i]
+  if redis.call('XACK', KEYS[1], ARGV[1], mid) == 1 then
+    redis.call('XDEL', KEYS[1], mid)
+    if redis.call('HGET', hk, 'msg') == mid then
+      applied = applied + 1
+      if out == 'c' then
+        local keep = tonumber(redis.call('HGET', hk, 'keep'))
+        if keep <= 0 then
+          redis.call('DEL', hk)
+        else
+          redis.call('HSET', hk, 'state', 'completed', 'processed', ARGV[b + 5], 'finished', now, 'msg', '')
+          -- A capped list, not a zset: LPUSH/RPOP cost a fraction of ZADD.
+          if redis.call('LPUSH', KEYS[3], id) > keep then
+            local old = redis.call('RPOP', KEYS[3])
+            if old then redis.call('DEL', ARGV[4] .. old) end
+          end
+        end
+      elseif out == 'r' then
+        local attempt = tonumber(redis.call('HGET', hk, 'attempt')) + 1
+        redis.call('HSET', hk, 'err', ARGV[b + 4], 'processed', ARGV[b + 5], 'attempt', attempt, 'msg', '')
+        local delay = tonumber(ARGV[b + 3])
+        if delay > 0 then
+          redis.call('HSET', hk, 'state', 'delayed')
+          redis.call('ZADD', KEYS[2], now + delay, id)
+        else
+          enqueue(KEYS[1], hk, id, attempt)
+        end
+      elseif out == 'h' then
+        enqueue(KEYS[1], hk, id, tonumber(redis.call('HGET', hk, 'attempt')))
+      else
+        redis.call('HSET', hk, 'state', 'failed', 'err', ARGV[b + 4], 'processed', ARGV[b + 5], 'finished', now, 'msg', '')
+        redis.call('ZADD', KEYS[4], now, id)
+      end
+    end
+  end
+end
+local fetched = false
+local want = tonumber(ARGV[3])
+if want > 0 then
+  fetched = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', want, 'STREAMS', KEYS[1], '>')
+end
+return {applied, fetched}
+`)
+
+func (l *jobLane) finish(ctx context.Context, consumer string, outs []outcome, fetch int) ([]*delivery, error) {
+	keys := make([]string, 4, 4+len(outs))
+	keys[0], keys[1], keys[2], keys[3] = l.k.stream, l.k.delayed, l.k.completed, l.k.failed
+	args := make([]any, 0, 4+6*len(outs))
+	args = append(args, workersGroup, consumer, fetch, l.k.jobPrefix)
+	for _, o := range outs {
+		id := o.d.fields["id"]
+		keys = append(keys, l.k.job(id))
+		started := o.d.started.UnixMilli()
+		if o.d.started.IsZero() {
+			started = 0
+		}
+		args = append(args, o.d.id, id, o.kind, o.delay.Milliseconds(), o.err, started)
+	}
+	v, err := finishJobsScript.Run(ctx, l.q.client, keys, args...).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("finish jobs of %s: %w", l.queue, err)
+	}
+	if len(v) < 2 {
+		return nil, nil
+	}
+	return parseStreamsReply(v[1], l.streams()), nil
+}
+
+// promoteJobsScript moves due delayed jobs and retries to the stream, and
+// says how long until the next one is due.
+//
+// KEYS[1] delayed zset, KEYS[2] stream
+// ARGV[1] job hash key prefix, ARGV[2] max jobs
+// Returns {promoted, ms until the next due job or -1}.
+var promoteJobsScript = redis.NewScript(enqueueLua + `
+local now = nowms()
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+local n = 0
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  local hk = ARGV[1] .. id
+  if redis.call('HGET', hk, 'state') == 'delayed' then
+    enqueue(KEYS[2], hk, id, tonumber(redis.call('HGET', hk, 'attempt')))
+    n = n + 1
+  end
+end
+local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local wait = -1
+if #nxt == 2 then wait = math.max(0, tonumber(nxt[2]) - now) end
+return {n, wait}
+`)
+
+// reclaimJobsScript takes back entries whose consumer stopped
+// heartbeating for longer than the visibility timeout (a crashed or
+// frozen worker). The crashed run counts as an attempt: the job goes back
+// to the stream with the next attempt number, or fails with a "stalled"
+// error after its last one, so a job that kills its worker every time is
+// dead-lettered instead of looping. It also deletes consumers that hold
+// nothing and were idle for long (serverless instances that are gone).
+//
+// KEYS[1] stream, KEYS[2] failed zset
+// ARGV[1] group, ARGV[2] this consumer, ARGV[3] min idle ms, ARGV[4] max entries,
+// ARGV[5] job hash key prefix, ARGV[6] idle ms after which an empty consumer is deleted
+// Returns {requeued, dead}.
+var reclaimJobsScript = redis.NewScript(enqueueLua + `
+local now = nowms()
+local requeued, dead = 0, 0
+local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3]), '0-0', 'COUNT', tonumber(ARGV[4]))
+for _, e in ipairs(r[2]) do
+  local mid, f = e[1], e[2]
+  redis.call('XACK', KEYS[1], ARGV[1], mid)
+  redis.call('XDEL', KEYS[1], mid)
+  local id = nil
+  if type(f) == 'table' then
+    for i = 1, #f, 2 do if f[i] == 'id' then id = f[i + 1] end end
+  end
+  if id then
+    local hk = ARGV[5] .. id
+    if redis.call('HGET', hk, 'msg') == mid then
+      local attempt = tonumber(redis.call('HGET', hk, 'attempt'))
+      local max = tonumber(redis.call('HGET', hk, 'max'))
+      local err = 'stalled: no heartbeat for the visibility timeout (worker crashed or frozen) in attempt ' .. attempt
+      if attempt < max then
+        redis.call('HSET', hk, 'err', err)
+        enqueue(KEYS[1], hk, id, attempt + 1)
+        requeued = requeued + 1
+      else
+        redis.call('HSET', hk, 'state', 'failed', 'err', err, 'finished', now, 'msg', '')
+        redis.call('ZADD', KEYS[2], now, id)
+        dead = dead + 1
+      end
+    end
+  end
+end
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local name, pending, idle
+  for i = 1, #c, 2 do
+    if c[i] == 'name' then name = c[i + 1]
+    elseif c[i] == 'pending' then pending = tonumber(c[i + 1])
+    elseif c[i] == 'idle' then idle = tonumber(c[i + 1]) end
+  end
+  if name and pending == 0 and idle and idle > tonumber(ARGV[6]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name)
+  end
+end
+return {requeued, dead}
+`)
+
+// consumerIdleDelete is how long an empty consumer may stay idle before a
+// reclaim deletes it. Live consumers touch the group at least every
+// BlockInterval, and a consumer deleted by mistake holds nothing and is
+// recreated by its next read.
+const consumerIdleDelete = time.Hour
+
+func (l *jobLane) maintain(ctx context.Context, consumer string, reclaim bool, minIdle time.Duration) (maintResult, error) {
+	var m maintResult
+	if reclaim {
+		for {
+			v, err := reclaimJobsScript.Run(ctx, l.q.client, []string{l.k.stream, l.k.failed},
+				workersGroup, consumer, minIdle.Milliseconds(), 100, l.k.jobPrefix, consumerIdleDelete.Milliseconds()).Int64Slice()
+			if err != nil {
+				return m, fmt.Errorf("reclaim stalled jobs of %s: %w", l.queue, err)
+			}
+			m.reclaimed += int(v[0] + v[1])
+			m.dead += int(v[1])
+			if v[0]+v[1] < 100 {
+				break
+			}
+		}
+	}
+	for {
+		v, err := promoteJobsScript.Run(ctx, l.q.client, []string{l.k.delayed, l.k.stream}, l.k.jobPrefix, 500).Int64Slice()
+		if err != nil {
+			return m, fmt.Errorf("promote due jobs of %s: %w", l.queue, err)
+		}
+		m.promoted += int(v[0])
+		if v[0] < 500 {
+			break
+		}
+	}
+	return m, nil
+}
+
+func (l *jobLane) remaining(ctx context.Context) int64 {
+	c, err := l.q.Counts(ctx, l.queue)
+	if err != nil {
+		return -1
+	}
+	return c.Waiting + c.Delayed
+}

@@ -1,0 +1,36 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/shiftflow/shiftflow/adapters/config"
+	"github.com/shiftflow/shiftflow/adapters/logging"
+)
+
+// StartTimeout bounds building the application at cold start. Lambda's
+// init phase has 10 s; a server that does not answer within this is
+// reported by name instead of timing the function out silently.
+const StartTimeout = 8 * time.Second
+
+// MustStart builds the application for one function from the environment,
+// or logs why it cannot (every bad variable by name, never a secret) and
+// exits non-zero, which the platform reports as an init failure.
+func MustStart(function string) *App {
+	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
+	defer cancel()
+	a, err := New(ctx, Options{})
+	if err != nil {
+		format := "text"
+		if config.InCloud(os.Getenv) {
+			format = "json"
+		}
+		logging.New(os.Stderr, format, "error").Error("cannot start", "function", function, "err", err)
+		fmt.Fprintln(os.Stderr)
+		os.Exit(1)
+	}
+	a.Logger = a.Logger.With("function", function)
+	return a
+}

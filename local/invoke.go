@@ -1,0 +1,79 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/shiftflow/shiftflow/adapters/app"
+	"github.com/shiftflow/shiftflow/adapters/lambda"
+	"github.com/shiftflow/shiftflow/core/auth"
+)
+
+// invoke delivers the event in file to function through the Lambda
+// adapter, byte for byte as API Gateway or EventBridge would, and prints
+// the function's answer. ${VAR} in the file is replaced from the
+// environment first; DEMO_TOKEN is a fresh token of the demo admin, so the
+// sample HTTP events work against the demo data as they are.
+func invoke(ctx context.Context, logger *slog.Logger, function, file string, out io.Writer) error {
+	isHTTP := slices.Contains(app.HTTPFunctions(), function)
+	if !isHTTP && !slices.Contains(app.DrainFunctions(), function) {
+		return fmt.Errorf("%w %q; one of %v %v", errUnknownFunction, function, app.HTTPFunctions(), app.DrainFunctions())
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	a, srv, err := build(ctx, logger, false)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	defer a.Close(context.Background())
+	login, err := seed(ctx, a)
+	if err != nil {
+		return err
+	}
+	vars := map[string]string{"DEMO_CLIENT_ID": login.ClientID}
+	if bytes.Contains(raw, []byte("DEMO_TOKEN")) {
+		res, err := a.Auth.Login(ctx, auth.LoginRequest{Email: login.Email, Password: login.Password, ClientIP: netip.MustParseAddr("127.0.0.1")})
+		if err != nil {
+			return fmt.Errorf("log the demo admin in for DEMO_TOKEN: %w", err)
+		}
+		vars["DEMO_TOKEN"] = res.Token.Value
+	}
+	payload := os.Expand(string(raw), func(k string) string {
+		if v, ok := vars[k]; ok {
+			return v
+		}
+		return os.Getenv(k)
+	})
+
+	// A Lambda invocation carries its deadline; give the drain the same
+	// kind of budget the template gives the function.
+	ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var resp []byte
+	if isHTTP {
+		resp, err = lambda.NewHTTP(a.FunctionHandler(function), lambda.HTTPOptions{Logger: a.Logger}).Invoke(ictx, []byte(payload))
+	} else {
+		resp, err = lambda.NewDrain(function, a.Drain(function), a.Logger).Invoke(ictx, []byte(payload))
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", function, err)
+	}
+	var pretty bytes.Buffer
+	if json.Indent(&pretty, resp, "", "  ") != nil {
+		pretty.Write(resp)
+	}
+	pretty.WriteByte('\n')
+	_, err = out.Write(pretty.Bytes())
+	return err
+}

@@ -15,11 +15,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/shiftflow/shiftflow/adapters/email"
 	"github.com/shiftflow/shiftflow/adapters/httpapi"
 	"github.com/shiftflow/shiftflow/adapters/mongodb"
@@ -127,7 +129,13 @@ func domNewApp(t *testing.T) *domApp {
 	t.Helper()
 	ctx := domCtx(t)
 	db := testenv.MongoDB(t)
-	rc, _ := testenv.MiniRedis(t)
+	// The real Redis when configured (SHIFTFLOW_TEST_REDIS_URL), else embedded.
+	var rc redis.UniversalClient
+	if os.Getenv(testenv.VarRedisURL) != "" {
+		rc = testenv.RedisPlain(t)
+	} else {
+		rc, _ = testenv.MiniRedis(t)
+	}
 	a := &domApp{t: t, db: db, bus: &domBus{}, queue: &domQueue{}, outbox: filepath.Join(t.TempDir(), "outbox")}
 	clientRepo, shiftRepo := mongodb.NewClientRepo(db), mongodb.NewShiftRepo(db)
 	wtRepo, invRepo, numbers := mongodb.NewWorkedTimeRepo(db), mongodb.NewInvoiceRepo(db), mongodb.NewInvoiceNumbers(db)

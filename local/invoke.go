@@ -15,6 +15,7 @@ import (
 	"github.com/shiftflow/shiftflow/adapters/app"
 	"github.com/shiftflow/shiftflow/adapters/lambda"
 	"github.com/shiftflow/shiftflow/core/auth"
+	"github.com/shiftflow/shiftflow/core/shift"
 )
 
 // invoke delivers the event in file to function through the Lambda
@@ -42,6 +43,24 @@ func invoke(ctx context.Context, logger *slog.Logger, function, file string, out
 		return err
 	}
 	vars := map[string]string{"DEMO_CLIENT_ID": login.ClientID}
+	if bytes.Contains(raw, []byte("SHIFT_ID")) && os.Getenv("SHIFT_ID") == "" {
+		// Without SHIFT_ID, complete the demo organisation's most recently
+		// scheduled shift (e.g. the one the scheduleShift sample created).
+		shifts, err := a.Scheduler.List(ctx, login.Org, shift.Filter{Status: shift.StatusScheduled})
+		if err != nil {
+			return err
+		}
+		if len(shifts) == 0 {
+			return fmt.Errorf("no scheduled shift to use for SHIFT_ID: set SHIFT_ID, or first run: go run ./local invoke scheduleShift functions/scheduleShift/event.json")
+		}
+		latest := shifts[0]
+		for _, s := range shifts {
+			if s.CreatedAt.After(latest.CreatedAt) {
+				latest = s
+			}
+		}
+		vars["SHIFT_ID"] = latest.ID
+	}
 	if bytes.Contains(raw, []byte("DEMO_TOKEN")) {
 		res, err := a.Auth.Login(ctx, auth.LoginRequest{Email: login.Email, Password: login.Password, ClientIP: netip.MustParseAddr("127.0.0.1")})
 		if err != nil {
@@ -58,7 +77,7 @@ func invoke(ctx context.Context, logger *slog.Logger, function, file string, out
 
 	// A Lambda invocation carries its deadline; give the drain the same
 	// kind of budget the template gives the function.
-	ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ictx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	var resp []byte
 	if isHTTP {

@@ -94,6 +94,7 @@ type App struct {
 	mux      *http.ServeMux
 	drainers map[string]event.Drainer
 	longPoll bool
+	consumer redisstream.ConsumerOptions
 }
 
 // New builds the application. Configuration problems come back together,
@@ -109,7 +110,11 @@ func New(ctx context.Context, o Options) (*App, error) {
 	ttls, terr := rediscache.TTLsFromEnv(getenv)
 	sender, from, eerr := email.FromEnv(getenv)
 	longPoll, derr := drainMode(getenv)
-	if err := errors.Join(err, aerr, lerr, terr, eerr, derr); err != nil {
+	// Handlers here take milliseconds; the bound decides how close to its
+	// deadline a drain may still start one (HANDLER_TIMEOUT + the safety
+	// margin must fit in the function's timeout, see template.yaml).
+	handlerTimeout, herr := config.Duration(getenv, "HANDLER_TIMEOUT", 10*time.Second, time.Second, 5*time.Minute)
+	if err := errors.Join(err, aerr, lerr, terr, eerr, derr, herr); err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
 	if cfg.Mongo.URI == "" {
@@ -119,7 +124,8 @@ func New(ctx context.Context, o Options) (*App, error) {
 	if logger == nil {
 		logger = logging.New(os.Stderr, cfg.Log.Format, cfg.Log.Level)
 	}
-	a := &App{Config: cfg, Logger: logger, longPoll: longPoll}
+	a := &App{Config: cfg, Logger: logger, longPoll: longPoll,
+		consumer: redisstream.ConsumerOptions{Consumer: o.Consumer, HandlerTimeout: handlerTimeout, Logger: logger}}
 
 	if a.Redis, err = redisconn.Connect(ctx, cfg.Redis, logger); err != nil {
 		return nil, err
@@ -128,7 +134,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 		_ = redisconn.Close(a.Redis, logger)
 		return nil, err
 	}
-	if err := a.wire(ctx, authCfg, limCfg, ttls, sender, from, o.Consumer); err != nil {
+	if err := a.wire(ctx, authCfg, limCfg, ttls, sender, from); err != nil {
 		a.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
@@ -136,7 +142,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 }
 
 func (a *App) wire(ctx context.Context, authCfg auth.Config, limCfg redislimit.Config, ttls map[string]time.Duration,
-	sender invoice.Sender, from, consumer string) error {
+	sender invoice.Sender, from string) error {
 	db, logger := a.DB, a.Logger
 	users := mongodb.NewUserRepo(db)
 	clientRepo, shiftRepo := mongodb.NewClientRepo(db), mongodb.NewShiftRepo(db)
@@ -158,7 +164,7 @@ func (a *App) wire(ctx context.Context, authCfg auth.Config, limCfg redislimit.C
 	a.Auth = auth.NewService(users, auth.NewHasher(auth.DefaultArgon2Params), tokens, redislimit.New(a.Redis, limCfg), authCfg.Limits)
 
 	a.Queues = redisstream.NewQueues(a.Redis, redisstream.QueueOptions{Logger: logger})
-	if a.Bus, err = newBus(a.Redis, a.Queues, logger); err != nil {
+	if a.Bus, err = newBus(a.Redis, a.Queues, a.consumer); err != nil {
 		return err
 	}
 	a.Cache = cache.New(rediscache.New(a.Redis), ttls, "shiftflow:cache:", logger)
@@ -174,7 +180,7 @@ func (a *App) wire(ctx context.Context, authCfg auth.Config, limCfg redislimit.C
 	if err := a.router(authCfg); err != nil {
 		return err
 	}
-	return a.drains(consumer)
+	return a.drains()
 }
 
 // router mounts every route once; FunctionHandler narrows it per function.
@@ -212,8 +218,8 @@ func (a *App) health(w http.ResponseWriter, r *http.Request) {
 }
 
 // drains subscribes the consumers and creates the job workers.
-func (a *App) drains(consumer string) error {
-	opts := redisstream.ConsumerOptions{Consumer: consumer, Logger: a.Logger}
+func (a *App) drains() error {
+	opts := a.consumer
 	sub, err := a.Bus.Subscribe([]string{event.ShiftCompleted}, OnShiftCompleted,
 		logEvents(a.Logger, OnShiftCompleted, a.Sheets.OnShiftCompleted), event.Durable)
 	if err != nil {

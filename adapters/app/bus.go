@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"slices"
 	"sync"
 
@@ -31,8 +30,8 @@ type Bus interface {
 // a redelivered event (same id) is de-duplicated, failures retry with
 // backoff and end in the queue's dead letters, on the same Redis Streams
 // machinery as the jobs. Local subscribers run inside Publish.
-func newBus(_ redis.UniversalClient, q *redisstream.Queues, logger *slog.Logger) (Bus, error) {
-	return &queueBus{q: q, log: logger}, nil
+func newBus(_ redis.UniversalClient, q *redisstream.Queues, opts redisstream.ConsumerOptions) (Bus, error) {
+	return &queueBus{q: q, opts: opts}, nil
 }
 
 type subscription struct {
@@ -44,7 +43,7 @@ type subscription struct {
 
 type queueBus struct {
 	q    *redisstream.Queues
-	log  *slog.Logger
+	opts redisstream.ConsumerOptions
 	mu   sync.RWMutex
 	subs []subscription
 }
@@ -85,5 +84,5 @@ func (b *queueBus) Subscribe(types []string, name string, h event.Handler, mode 
 			return event.Permanent(fmt.Errorf("decode event of job %s: %w", j.ID, err))
 		}
 		return h(ctx, e)
-	}, redisstream.ConsumerOptions{Logger: b.log})
+	}, b.opts)
 }

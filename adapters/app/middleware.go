@@ -120,8 +120,33 @@ func Parallel(ds ...event.Drainer) event.Drainer { return parallel(ds) }
 
 type parallel []event.Drainer
 
+// Drain repeats rounds while a round did work: one drainer's work can
+// create another's (an invoice adds its email job), and the invoker
+// expects "empty" to mean that nothing is left.
 func (p parallel) Drain(ctx context.Context) (event.DrainSummary, error) {
-	return p.each(ctx, event.Drainer.Drain)
+	start := time.Now()
+	var total event.DrainSummary
+	for round := 0; ; round++ {
+		s, err := p.each(ctx, event.Drainer.Drain)
+		total = add(total, s)
+		total.StoppedBy = s.StoppedBy
+		total.Remaining = s.Remaining
+		if err != nil || s.Processed == 0 || s.StoppedBy != "empty" || round == 9 || ctx.Err() != nil {
+			total.Duration = time.Since(start)
+			return total, err
+		}
+	}
+}
+
+func add(a, b event.DrainSummary) event.DrainSummary {
+	a.Processed += b.Processed
+	a.Succeeded += b.Succeeded
+	a.Failed += b.Failed
+	a.DeadLettered += b.DeadLettered
+	a.Reclaimed += b.Reclaimed
+	a.Promoted += b.Promoted
+	a.Lost += b.Lost
+	return a
 }
 
 func (p parallel) DrainLongPoll(ctx context.Context) (event.DrainSummary, error) {
@@ -139,14 +164,8 @@ func (p parallel) each(ctx context.Context, f func(event.Drainer, context.Contex
 	wg.Wait()
 	var out event.DrainSummary
 	for _, s := range sums {
-		out.Processed += s.Processed
-		out.Succeeded += s.Succeeded
-		out.Failed += s.Failed
-		out.DeadLettered += s.DeadLettered
-		out.Reclaimed += s.Reclaimed
-		out.Promoted += s.Promoted
+		out = add(out, s)
 		out.Remaining += s.Remaining
-		out.Lost += s.Lost
 		// The least final reason wins: "deadline" or "context" tells the
 		// caller there may be more to do, "empty" only if all were empty.
 		if out.StoppedBy == "" || out.StoppedBy == "empty" {

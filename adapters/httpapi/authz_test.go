@@ -2,21 +2,22 @@ package httpapi_test
 
 // The authorisation table: every authenticated route, listed once in
 // authzTable, is checked for
-//   - 401 with no token, a malformed, expired, forged or alg-none token;
-//   - 403 exactly for the roles auth.Can refuses, never for the others;
-//   - organisation isolation: an admin of organisation B (every
-//     permission) gets 404 for organisation A's ids, sees none of A's data
-//     in lists, and changes nothing of A's.
+//   - 401 with no token, a malformed, expired, forged, other-issuer or
+//     alg-none token;
+//   - 403 exactly for the roles auth.Can refuses, success for the others;
+//   - organisation isolation: an admin of organisation B (every permission)
+//     gets, for organisation A's ids in the path, the query or the body,
+//     exactly the answer a missing id gets (404 in the path); sees none of
+//     A's data in any answer; and changes nothing of A's.
 //
-// Adding routes (the domain routes: clients, shifts, timesheets, invoices,
-// pricing, settings): mount them in newAuthzFixture, create one resource of
-// each kind for organisation A there (fx.ids[kind], fx.readPath[kind],
-// fx.secretsA for values that must never reach organisation B), and add one
-// row per route to authzTable. TestAuthzTableCoversEveryRoute fails until
-// every mounted route has its row.
+// Adding a route: add one row to authzTable (TestAuthzTableCoversEveryRoute
+// fails until every mounted route has its row); a new kind of resource also
+// needs its organisation-A fixture in newAuthzFixture (fx.kinds).
 
 import (
+	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -28,39 +29,97 @@ import (
 	"github.com/shiftflow/shiftflow/adapters/httpapi"
 	"github.com/shiftflow/shiftflow/adapters/testenv"
 	"github.com/shiftflow/shiftflow/core/auth"
+	"github.com/shiftflow/shiftflow/core/client"
+	"github.com/shiftflow/shiftflow/core/event"
+	"github.com/shiftflow/shiftflow/core/job"
+	"github.com/shiftflow/shiftflow/core/shift"
+	"github.com/shiftflow/shiftflow/core/ulid"
 )
 
 // authzRoute is one row of the table.
 type authzRoute struct {
-	method, path string // as mounted; {id} is filled with fx.ids[kind]
+	method, path string // as mounted; {id} is filled with an id of kind
+	query        string // optional query; {id} is filled the same way
 	perm         auth.Permission
-	kind         string             // the resource {id} names ("" when the path has none)
-	body         func(n int) string // a valid body (n makes creates unique); nil: none
-	list         bool               // a GET listing the caller's organisation's data
-	singleton    bool               // per-organisation document without id (GET/PUT /settings)
+	// kind of the organisation-A resource whose id goes into {id} (path,
+	// query or body); "" for none.
+	kind string
+	// fresh: the request changes the resource's state, so every request
+	// gets a new resource of kind.
+	fresh bool
+	// body returns a valid body; id is the {id} value (for references in
+	// the body), n is unique per call. nil: no body.
+	body func(id string, n int) string
+	// readPath is a GET (by A's admin) of what the route can change; after
+	// organisation B's request it must answer exactly as before.
+	readPath string
 }
 
 var authzSeq atomic.Int64
 
-// authzTable lists every authenticated route once.
+func authzShiftBody(clientID string, n int) string {
+	return fmt.Sprintf(`{"clientId":%q,"workerId":"w-%d","role":"nurse","start":"2026-11-25T08:00:00Z","end":"2026-11-25T16:00:00Z","breakMinutes":30,"notes":""}`, clientID, n)
+}
+
+const authzSettingsBody = `{"timeZone":"Europe/Berlin","currency":"EUR","invoiceTermsDays":14,"invoicePrefix":"INV-"}`
+
+// authzTable lists every authenticated route once (a pattern may have
+// extra rows for its query variants).
 func authzTable() []authzRoute {
 	return []authzRoute{
-		{method: "POST", path: "/users", perm: auth.PermManageUsers, body: func(n int) string {
+		// Users (auth.go).
+		{method: "POST", path: "/users", perm: auth.PermManageUsers, readPath: "/users", body: func(_ string, n int) string {
 			return fmt.Sprintf(`{"email":"made-%d@example.com","password":"a long enough password","role":"viewer"}`, n)
 		}},
-		{method: "GET", path: "/users", perm: auth.PermManageUsers, list: true},
+		{method: "GET", path: "/users", perm: auth.PermManageUsers},
 		{method: "GET", path: "/users/{id}", perm: auth.PermManageUsers, kind: "user"},
+
+		// Clients.
+		{method: "POST", path: "/clients", perm: auth.PermWriteClients, readPath: "/clients", body: func(_ string, n int) string {
+			return fmt.Sprintf(`{"name":"Client %d","billingEmail":"c%d@client.test"}`, n, n)
+		}},
+		{method: "GET", path: "/clients", perm: auth.PermRead},
+		{method: "GET", path: "/clients/{id}", perm: auth.PermRead, kind: "client"},
+
+		// Shifts: POST /shifts names A's client in its body.
+		{method: "POST", path: "/shifts", perm: auth.PermWriteShifts, kind: "client", readPath: "/shifts", body: authzShiftBody},
+		{method: "GET", path: "/shifts", perm: auth.PermRead},
+		{method: "GET", path: "/shifts", query: "status=scheduled", perm: auth.PermRead},
+		{method: "GET", path: "/shifts/{id}", perm: auth.PermRead, kind: "shift"},
+		{method: "PATCH", path: "/shifts/{id}", perm: auth.PermWriteShifts, kind: "shift", fresh: true, readPath: "/shifts/{id}",
+			body: func(_ string, n int) string { return fmt.Sprintf(`{"notes":"changed %d"}`, n) }},
+		{method: "POST", path: "/shifts/{id}/complete", perm: auth.PermWriteShifts, kind: "shift", fresh: true, readPath: "/shifts/{id}"},
+		{method: "POST", path: "/shifts/{id}/cancel", perm: auth.PermWriteShifts, kind: "shift", fresh: true, readPath: "/shifts/{id}"},
+		{method: "GET", path: "/shifts/{id}/timesheet", perm: auth.PermRead, kind: "completedShift"},
+		{method: "GET", path: "/shifts/{id}/invoice", perm: auth.PermRead, kind: "completedShift"},
+
+		// Timesheets and invoices.
+		{method: "GET", path: "/timesheets", perm: auth.PermRead},
+		{method: "GET", path: "/invoices", perm: auth.PermRead},
+
+		// Pricing and settings: one per organisation, plus client overrides.
+		{method: "GET", path: "/pricing", perm: auth.PermRead},
+		{method: "GET", path: "/pricing", query: "clientId={id}", perm: auth.PermRead, kind: "client"},
+		{method: "PUT", path: "/pricing", perm: auth.PermWritePricing, readPath: "/pricing", body: func(string, int) string { return domIssueTable }},
+		{method: "PUT", path: "/pricing", query: "clientId={id}", perm: auth.PermWritePricing, kind: "client", readPath: "/pricing?clientId={id}",
+			body: func(string, int) string { return domIssueTable }},
+		{method: "GET", path: "/settings", perm: auth.PermRead},
+		{method: "PUT", path: "/settings", perm: auth.PermWriteSettings, readPath: "/settings", body: func(string, int) string { return authzSettingsBody }},
 	}
 }
 
+// authzKind makes organisation-A resources of one kind and ids that exist
+// nowhere.
+type authzKind struct {
+	existing string        // one resource for read-only rows
+	fresh    func() string // a new resource (rows that change state)
+	missing  func() string // a well-formed id of nothing
+}
+
 type authzFixture struct {
-	h http.Handler
-	// tokens[org][role]
-	tokens map[string]map[string]string
-	// ids of organisation A's resources by kind, and the GET path that
-	// reads each (to check that B's writes changed nothing).
-	ids      map[string]string
-	readPath map[string]string
+	h      http.Handler
+	tokens map[string]map[string]string // tokens[org][role]
+	kinds  map[string]authzKind
 	// secretsA must never appear in an answer to organisation B.
 	secretsA []string
 	// mounted is every authenticated route, "METHOD /path".
@@ -69,16 +128,32 @@ type authzFixture struct {
 	forge map[string]string
 }
 
+func authzRandomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
 func newAuthzFixture(t *testing.T) *authzFixture {
 	t.Helper()
+	// The domain services on MongoDB and Redis (domain_harness_test.go),
+	// and the auth routes on the same database; both mounted on one mux
+	// behind one token verifier, as adapters/app does.
+	dom := domNewApp(t)
 	rdb, _ := testenv.MiniRedis(t)
-	app := newAuthApp(t, rdb, testenv.MongoDB(t), authAppOptions{})
-	fx := &authzFixture{
-		h:        app.handler,
-		tokens:   map[string]map[string]string{},
-		ids:      map[string]string{},
-		readPath: map[string]string{},
-		forge:    map[string]string{},
+	app := newAuthApp(t, rdb, dom.db, authAppOptions{})
+	dr := httpapi.NewDomainRoutes(httpapi.DomainDeps{Auth: app.authn, Clients: dom.clients, Shifts: dom.shifts,
+		Timesheets: dom.sheets, Invoices: dom.invoices, Pricing: dom.prices, Settings: dom.settings})
+	dr.Register(app.mux)
+
+	fx := &authzFixture{h: app.handler, tokens: map[string]map[string]string{}, kinds: map[string]authzKind{}, forge: map[string]string{}}
+	for _, rt := range httpapi.NewAuthRoutes(app.svc, app.authn, nil).Routes() {
+		if rt.Permission != "" {
+			fx.mounted = append(fx.mounted, rt.Method+" "+rt.Path)
+		}
+	}
+	for _, rt := range dr.Routes() {
+		fx.mounted = append(fx.mounted, rt.Method+" "+rt.Path)
 	}
 	for _, org := range []string{"org-a", "org-b"} {
 		fx.tokens[org] = map[string]string{}
@@ -91,16 +166,41 @@ func newAuthzFixture(t *testing.T) *authzFixture {
 			fx.tokens[org][role] = tok.Value
 		}
 	}
-	// Organisation A's resources.
-	ua := authSeed(t, app, "secret-person@org-a.example", "the right password", "org-a", auth.RoleViewer)
-	fx.ids["user"], fx.readPath["user"] = ua.ID, "/users/{id}"
-	fx.secretsA = append(fx.secretsA, ua.ID, "org-a.example", "org-a")
 
-	for _, rt := range httpapi.NewAuthRoutes(app.svc, app.authn, nil).Routes() {
-		if rt.Permission != "" {
-			fx.mounted = append(fx.mounted, rt.Method+" "+rt.Path)
-		}
+	// Organisation B has its own data, so its lists are not trivially empty.
+	dom.seed(domOther)
+
+	// Organisation A's data, with recognisable values.
+	ua := authSeed(t, app, "secret-person@org-a.example", "the right password", "org-a", auth.RoleViewer)
+	dom.must(200, domAdmin, "PUT", "/pricing", strings.Replace(domIssueTable, `"roles":{`, `"roles":{"asecretrole":{"hourlyRate":4242},`, 1), nil)
+	dom.must(200, domAdmin, "PUT", "/settings", `{"timeZone":"Europe/Berlin","currency":"EUR","invoiceTermsDays":14,"invoicePrefix":"ASECRET-"}`, nil)
+	var ca client.Client
+	dom.must(201, domAdmin, "POST", "/clients", `{"name":"Secret Client A","billingEmail":"a-secret@a-client.test"}`, &ca)
+	dom.must(200, domAdmin, "PUT", "/pricing?clientId="+ca.ID, domIssueTable, nil)
+	newShift := func() string {
+		var s shift.Shift
+		dom.must(201, domScheduler, "POST", "/shifts", `{"clientId":"`+ca.ID+`","workerId":"secret-worker-a","role":"nurse","start":"2026-11-25T08:00:00Z","end":"2026-11-25T16:00:00Z","breakMinutes":30,"notes":"secret notes a"}`, &s)
+		fx.secretsA = append(fx.secretsA, s.ID)
+		return s.ID
 	}
+	done := newShift()
+	dom.must(200, domScheduler, "POST", "/shifts/"+done+"/complete", "", nil)
+	ctx := domCtx(t)
+	completed := dom.bus.ofType(event.ShiftCompleted)
+	if err := dom.sheets.OnShiftCompleted(ctx, completed[len(completed)-1]); err != nil {
+		t.Fatal(err)
+	}
+	jobs := dom.queue.list(job.InvoiceGeneration)
+	if err := dom.invoices.Generate(ctx, jobs[len(jobs)-1]); err != nil {
+		t.Fatal(err)
+	}
+	dom.must(200, domViewer, "GET", "/shifts/"+done+"/invoice", nil, nil)
+
+	fx.kinds["user"] = authzKind{existing: ua.ID, missing: func() string { return authzRandomHex(12) }}
+	fx.kinds["client"] = authzKind{existing: ca.ID, missing: ulid.New}
+	fx.kinds["shift"] = authzKind{existing: newShift(), fresh: newShift, missing: ulid.New}
+	fx.kinds["completedShift"] = authzKind{existing: done, missing: ulid.New}
+	fx.secretsA = append(fx.secretsA, ua.ID, ca.ID, "org-a", "secret", "SECRET")
 
 	// Tokens that must be refused everywhere.
 	now := time.Now()
@@ -112,6 +212,7 @@ func newAuthzFixture(t *testing.T) *authzFixture {
 	f, _ := forger.Issue(admin)
 	o, _ := otherIssuer.Issue(admin)
 	seg := func(v any) string { b, _ := json.Marshal(v); return base64.RawURLEncoding.EncodeToString(b) }
+	fx.forge["no token"] = ""
 	fx.forge["expired"] = e.Value
 	fx.forge["forged"] = f.Value
 	fx.forge["other issuer"] = o.Value
@@ -121,20 +222,48 @@ func newAuthzFixture(t *testing.T) *authzFixture {
 	return fx
 }
 
-func (fx *authzFixture) path(rt authzRoute) string {
+// id returns the {id} value of a request of rt: A's resource (a new one
+// for fresh rows), or "" when the row has no kind.
+func (fx *authzFixture) id(t *testing.T, rt authzRoute) string {
+	t.Helper()
 	if rt.kind == "" {
-		return rt.path
+		return ""
 	}
-	return strings.ReplaceAll(rt.path, "{id}", fx.ids[rt.kind])
+	k, ok := fx.kinds[rt.kind]
+	if !ok {
+		t.Fatalf("no organisation A fixture of kind %q", rt.kind)
+	}
+	if rt.fresh {
+		return k.fresh()
+	}
+	return k.existing
 }
 
-func (fx *authzFixture) do(rt authzRoute, path, token string) (int, string) {
+func authzFill(s, id string) string { return strings.ReplaceAll(s, "{id}", id) }
+
+func (fx *authzFixture) do(rt authzRoute, id, token string) (int, string) {
+	path := authzFill(rt.path, id)
+	if rt.query != "" {
+		path += "?" + authzFill(rt.query, id)
+	}
 	body := ""
 	if rt.body != nil {
-		body = rt.body(int(authzSeq.Add(1)))
+		body = rt.body(id, int(authzSeq.Add(1)))
 	}
 	w := authDo(fx.h, authReq{method: rt.method, path: path, token: token, body: body})
 	return w.Code, w.Body.String()
+}
+
+func (fx *authzFixture) read(path, id string) string {
+	w := authDo(fx.h, authReq{method: "GET", path: authzFill(path, id), token: fx.tokens["org-a"][auth.RoleAdmin]})
+	return fmt.Sprintf("%d %s", w.Code, w.Body.String())
+}
+
+func authzName(rt authzRoute) string {
+	if rt.query != "" {
+		return rt.method + " " + rt.path + "?" + rt.query
+	}
+	return rt.method + " " + rt.path
 }
 
 func TestAuthzTableCoversEveryRoute(t *testing.T) {
@@ -142,8 +271,10 @@ func TestAuthzTableCoversEveryRoute(t *testing.T) {
 	listed := map[string]bool{}
 	for _, rt := range authzTable() {
 		listed[rt.method+" "+rt.path] = true
-		if rt.kind != "" && fx.ids[rt.kind] == "" {
-			t.Errorf("%s %s: no organisation A fixture of kind %q", rt.method, rt.path, rt.kind)
+		if rt.kind != "" {
+			if _, ok := fx.kinds[rt.kind]; !ok {
+				t.Errorf("%s: no organisation A fixture of kind %q", authzName(rt), rt.kind)
+			}
 		}
 	}
 	for _, m := range fx.mounted {
@@ -159,12 +290,19 @@ func TestAuthzTableCoversEveryRoute(t *testing.T) {
 
 func TestAuthzEveryRouteRefusesBadTokens(t *testing.T) {
 	fx := newAuthzFixture(t)
-	fx.forge["no token"] = ""
 	for _, rt := range authzTable() {
 		for name, tok := range fx.forge {
-			t.Run(rt.method+" "+rt.path+"/"+name, func(t *testing.T) {
-				if code, body := fx.do(rt, fx.path(rt), tok); code != http.StatusUnauthorized {
+			t.Run(authzName(rt)+"/"+name, func(t *testing.T) {
+				id := fx.id(t, rt)
+				var before string
+				if rt.readPath != "" {
+					before = fx.read(rt.readPath, id)
+				}
+				if code, body := fx.do(rt, id, tok); code != http.StatusUnauthorized {
 					t.Fatalf("%d %s, want 401", code, body)
+				}
+				if rt.readPath != "" && fx.read(rt.readPath, id) != before {
+					t.Fatal("a refused request changed data")
 				}
 			})
 		}
@@ -175,17 +313,26 @@ func TestAuthzRolesPerRoute(t *testing.T) {
 	fx := newAuthzFixture(t)
 	for _, rt := range authzTable() {
 		for _, role := range auth.Roles() {
-			t.Run(rt.method+" "+rt.path+"/"+role, func(t *testing.T) {
-				code, body := fx.do(rt, fx.path(rt), fx.tokens["org-a"][role])
-				switch {
-				case !auth.Can(role, rt.perm) && code != http.StatusForbidden:
-					t.Fatalf("%d %s, want 403", code, body)
-				case auth.Can(role, rt.perm) && (code == http.StatusForbidden || code == http.StatusUnauthorized || code >= 500):
-					t.Fatalf("%d %s, want the route to run", code, body)
-				case auth.Can(role, rt.perm) && code >= 300:
-					// A permitted request on organisation A's own data must
-					// succeed, or the row's body is wrong.
-					t.Fatalf("%d %s: the row's request should succeed for its own organisation", code, body)
+			t.Run(authzName(rt)+"/"+role, func(t *testing.T) {
+				id := fx.id(t, rt)
+				var before string
+				if rt.readPath != "" {
+					before = fx.read(rt.readPath, id)
+				}
+				code, body := fx.do(rt, id, fx.tokens["org-a"][role])
+				if !auth.Can(role, rt.perm) {
+					if code != http.StatusForbidden {
+						t.Fatalf("%d %s, want 403", code, body)
+					}
+					if rt.readPath != "" && fx.read(rt.readPath, id) != before {
+						t.Fatal("a forbidden request changed data")
+					}
+					return
+				}
+				// A permitted request on organisation A's own data succeeds
+				// (anything else means the row's request is wrong).
+				if code < 200 || code >= 300 {
+					t.Fatalf("%d %s, want success", code, body)
 				}
 			})
 		}
@@ -195,26 +342,42 @@ func TestAuthzRolesPerRoute(t *testing.T) {
 func TestAuthzCrossOrganisation(t *testing.T) {
 	fx := newAuthzFixture(t)
 	intruder := fx.tokens["org-b"][auth.RoleAdmin] // every permission, wrong organisation
-	owner := fx.tokens["org-a"][auth.RoleAdmin]
 	for _, rt := range authzTable() {
-		t.Run(rt.method+" "+rt.path, func(t *testing.T) {
+		t.Run(authzName(rt), func(t *testing.T) {
+			id := fx.id(t, rt)
 			var before string
-			if rt.kind != "" {
-				_, before = fx.do(authzRoute{method: "GET"}, strings.ReplaceAll(fx.readPath[rt.kind], "{id}", fx.ids[rt.kind]), owner)
+			if rt.readPath != "" {
+				before = fx.read(rt.readPath, id)
 			}
-			code, body := fx.do(rt, fx.path(rt), intruder)
-			if rt.kind != "" && code != http.StatusNotFound {
-				t.Fatalf("organisation B on A's %s: %d %s, want 404", rt.kind, code, body)
+			code, body := fx.do(rt, id, intruder)
+			// An error may echo the id B itself sent; anything else of A's
+			// must not appear.
+			seen := body
+			if id != "" {
+				seen = strings.ReplaceAll(body, id, "ID")
 			}
 			for _, s := range fx.secretsA {
-				if strings.Contains(body, s) {
+				if strings.Contains(seen, s) {
 					t.Fatalf("organisation B saw %q of organisation A: %s", s, body)
 				}
 			}
 			if rt.kind != "" {
-				_, after := fx.do(authzRoute{method: "GET"}, strings.ReplaceAll(fx.readPath[rt.kind], "{id}", fx.ids[rt.kind]), owner)
-				if after != before {
-					t.Fatalf("organisation B changed A's %s:\nbefore %s\nafter  %s", rt.kind, before, after)
+				// A's id is answered exactly like an id that exists nowhere.
+				missing := fx.kinds[rt.kind].missing()
+				mcode, mbody := fx.do(rt, missing, intruder)
+				if code != mcode || strings.ReplaceAll(body, id, "ID") != strings.ReplaceAll(mbody, missing, "ID") {
+					t.Fatalf("A's id and a missing id are answered differently:\n%d %s\n%d %s", code, body, mcode, mbody)
+				}
+				if code < 400 || code >= 500 {
+					t.Fatalf("organisation B on A's %s: %d %s, want 4xx", rt.kind, code, body)
+				}
+				if strings.Contains(rt.path, "{id}") && code != http.StatusNotFound {
+					t.Fatalf("organisation B on A's %s in the path: %d, want 404", rt.kind, code)
+				}
+			}
+			if rt.readPath != "" {
+				if after := fx.read(rt.readPath, id); after != before {
+					t.Fatalf("organisation B changed A's data:\nbefore %s\nafter  %s", before, after)
 				}
 			}
 		})

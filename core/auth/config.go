@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"time"
@@ -135,6 +136,26 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	}
 	return c, nil
 }
+
+// String describes c without its keys, so that logging a Config by mistake
+// never leaks a secret (DESIGN.md decision 8).
+func (c Config) String() string {
+	key := "HS256 secret (redacted)"
+	switch {
+	case c.Secret == nil && c.Ed25519Private != nil:
+		key = "Ed25519 key pair (private key redacted)"
+	case c.Secret == nil:
+		key = "Ed25519 public key (verify only)"
+	}
+	return fmt.Sprintf("auth.Config{key: %s, issuer: %q, ttl: %s, account: %s, ip: %s, trustedProxies: %v}",
+		key, c.Issuer, c.TTL, c.Limits.Account, c.Limits.IP, c.TrustedProxies)
+}
+
+// GoString is String, for %#v.
+func (c Config) GoString() string { return c.String() }
+
+// LogValue is String, for slog.
+func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // Tokens builds the token issuer/verifier the configuration describes.
 func (c Config) Tokens(opts ...TokenOption) (*Tokens, error) {

@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -175,6 +177,21 @@ func TestCanIsTheRoleTable(t *testing.T) {
 			if auth.Can(role, p) != allowed[p] {
 				t.Errorf("Can(%q, %q) = %v", role, p, !allowed[p])
 			}
+		}
+	}
+}
+
+func TestConfigNeverPrintsItsKeys(t *testing.T) {
+	secret := goodSecret + "-do-not-print"
+	c, err := auth.FromEnv(envOf(map[string]string{auth.VarJWTSecret: secret}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged strings.Builder
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("config", "auth", c)
+	for _, out := range []string{fmt.Sprintf("%v", c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c), fmt.Sprint(&c), logged.String()} {
+		if strings.Contains(out, "do-not-print") || !strings.Contains(out, "redacted") {
+			t.Fatalf("printed config leaks or hides the key kind: %s", out)
 		}
 	}
 }

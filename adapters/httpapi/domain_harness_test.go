@@ -284,3 +284,17 @@ func (a *domApp) counts() map[string]int64 {
 	a.bus.mu.Unlock()
 	return out
 }
+
+// useJobs rebuilds the services that add jobs so that they use jobs.
+func (a *domApp) useJobs(jobs job.Adder) {
+	wtRepo, invRepo := mongodb.NewWorkedTimeRepo(a.db), mongodb.NewInvoiceRepo(a.db)
+	a.sheets = timesheet.NewService(wtRepo, a.clients, a.prices, jobs, nil)
+	a.invoices = invoice.NewWorker(invoice.Deps{Store: invRepo, Numbers: mongodb.NewInvoiceNumbers(a.db), Shifts: a.shifts,
+		WorkedTimes: a.sheets, Pricing: a.prices, Settings: a.settings, Publisher: a.bus, Jobs: jobs})
+	mux := http.NewServeMux()
+	httpapi.NewDomainRoutes(httpapi.DomainDeps{
+		Auth: httpapi.NewAuthenticator(a.tokens), Clients: a.clients, Shifts: a.shifts, Timesheets: a.sheets,
+		Invoices: a.invoices, Pricing: a.prices, Settings: a.settings,
+	}).Register(mux)
+	a.h = mux
+}

@@ -219,6 +219,15 @@ func newAuthzFixture(t *testing.T) *authzFixture {
 	fx.forge["alg none"] = seg(map[string]string{"alg": "none"}) + "." + seg(map[string]any{
 		"sub": "x", "org": "org-a", "role": "admin", "iss": "shiftflow-test", "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}) + "."
 	fx.forge["malformed"] = "abc.def"
+	// A real token of organisation B's viewer, its payload edited to A's
+	// admin; and the same signature under an RS256 header.
+	parts := strings.Split(fx.tokens["org-b"][auth.RoleViewer], ".")
+	var claims map[string]any
+	raw, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	_ = json.Unmarshal(raw, &claims)
+	claims["org"], claims["role"] = "org-a", auth.RoleAdmin
+	fx.forge["tampered payload"] = parts[0] + "." + seg(claims) + "." + parts[2]
+	fx.forge["RS256 header on the HS key"] = seg(map[string]string{"alg": "RS256", "typ": "JWT"}) + "." + parts[1] + "." + parts[2]
 	return fx
 }
 

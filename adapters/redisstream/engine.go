@@ -240,8 +240,10 @@ func (r *runState) drive(ctx context.Context) (string, error) {
 		lastStart = t.C
 	}
 	limit := r.conc + e.opt.Prefetch
-	r.work = make(chan *delivery, limit)
-	r.outs = make(chan outcome, limit)
+	// A read asks each stream for up to the free space, so a lane with k
+	// streams may hold k times the limit; the channels never block then.
+	r.work = make(chan *delivery, limit*len(e.lane.streams()))
+	r.outs = make(chan outcome, limit*len(e.lane.streams()))
 	var pool sync.WaitGroup
 	for range r.conc {
 		pool.Add(1)
@@ -279,7 +281,7 @@ func (r *runState) drive(ctx context.Context) (string, error) {
 			r.inflight[d] = struct{}{}
 			r.mu.Unlock()
 			held++
-			r.work <- d // never blocks: held <= limit = cap(r.work)
+			r.work <- d // never blocks: held <= cap(r.work)
 		}
 	}
 	for {

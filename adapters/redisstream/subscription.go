@@ -1,0 +1,366 @@
+package redisstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/shiftflow/shiftflow/core/event"
+	"github.com/shiftflow/shiftflow/core/job"
+)
+
+// Subscription is a durable subscriber: a consumer group named after it on
+// the event stream. Every subscription receives every event of its types;
+// instances of one subscription (in one process or many) share the work.
+// It is an event.Drainer.
+type Subscription struct {
+	*engine
+	name string
+}
+
+var _ event.Drainer = (*Subscription)(nil)
+
+// Name returns the subscription (consumer group) name.
+func (s *Subscription) Name() string { return s.name }
+
+// SubscribeDurable subscribes h under name to events of types ("*" for
+// all). The consumer group is created on the first drain. Errors:
+// core.EInvalid for a bad name or type list.
+func (b *Bus) SubscribeDurable(types []string, name string, h event.Handler, opts SubscribeOptions) (*Subscription, error) {
+	if err := validName("subscription", name); err != nil {
+		return nil, err
+	}
+	set, err := typeSet(types)
+	if err != nil {
+		return nil, err
+	}
+	if h == nil {
+		return nil, errors.New("redisstream: nil event handler")
+	}
+	def := b.opt.Subscription
+	if opts.Attempts <= 0 {
+		opts.Attempts = def.Attempts
+	}
+	if opts.Attempts <= 0 {
+		opts.Attempts = 5
+	}
+	bo, err := normBackoff(opts.Backoff, def.Backoff)
+	if err != nil {
+		return nil, err
+	}
+	if bo, err = normBackoff(bo, defaultEventBackoff); err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = b.opt.Logger
+	}
+	l := &eventLane{b: b, name: name, k: b.keys.sub(name), types: set, h: h,
+		attempts: opts.Attempts, backoff: bo, startAtEnd: opts.StartAtEnd}
+	return &Subscription{engine: newEngine(b.client, l, opts.ConsumerOptions), name: name}, nil
+}
+
+type eventLane struct {
+	b          *Bus
+	name       string
+	k          subKeys
+	types      map[string]bool
+	h          event.Handler
+	attempts   int
+	backoff    job.Backoff
+	startAtEnd bool
+	ensured    bool
+}
+
+func (l *eventLane) label() string     { return "subscription=" + l.name }
+func (l *eventLane) streams() []string { return []string{l.b.keys.stream, l.k.retry} }
+func (l *eventLane) group() string     { return l.name }
+
+func (l *eventLane) ensure(ctx context.Context, force bool) error {
+	if l.ensured && !force {
+		return nil
+	}
+	start := "0"
+	if l.startAtEnd {
+		start = "$"
+	}
+	for _, g := range [][2]string{{l.b.keys.stream, start}, {l.k.retry, "0"}} {
+		err := l.b.client.XGroupCreateMkStream(ctx, g[0], l.name, g[1]).Err()
+		if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
+			return fmt.Errorf("create consumer group %s: %w", l.name, err)
+		}
+	}
+	l.ensured = true
+	return nil
+}
+
+func (l *eventLane) handle(ctx context.Context, d *delivery) outcome {
+	attempt := 1
+	if d.stream == 1 {
+		attempt, _ = strconv.Atoi(d.fields["a"])
+	}
+	typ := d.fields["t"]
+	if l.types != nil && !l.types[typ] {
+		return outcome{d: d, kind: outSkip}
+	}
+	var ev event.Event
+	if err := json.Unmarshal([]byte(d.fields["e"]), &ev); err != nil {
+		l.b.opt.Logger.Error("undecodable event dead-lettered", "subscription", l.name, "entry", d.id, "err", err)
+		return outcome{d: d, kind: outFail, err: "undecodable event: " + err.Error()}
+	}
+	err := handlerCall(func() error { return l.h(ctx, ev) })
+	if err == nil {
+		return outcome{d: d, kind: outOK}
+	}
+	if c := context.Cause(ctx); c != nil && !errors.Is(err, c) && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		err = fmt.Errorf("%w: %w", c, err)
+	}
+	msg := errText(err)
+	log := l.b.opt.Logger.With("subscription", l.name, "event", ev.ID, "type", ev.Type,
+		"correlationId", ev.CorrelationID, "attempt", attempt, "maxAttempts", l.attempts)
+	if event.IsPermanent(err) || job.IsPermanent(err) || attempt >= l.attempts {
+		log.Error("event handler failed; dead-lettered", "err", msg)
+		return outcome{d: d, kind: outFail, err: msg}
+	}
+	delay := backoffDelay(l.backoff, attempt)
+	log.Warn("event handler failed; will retry", "err", msg, "retryIn", delay)
+	return outcome{d: d, kind: outRetry, err: msg, delay: delay}
+}
+
+// deadArgsLua appends the dead-letter stream's cap to an XADD.
+const eventLua = `
+local function nowms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function dead(key, maxlen, typ, ev, attempt, origin, err, now)
+  if tonumber(maxlen) > 0 then
+    redis.call('XADD', key, 'MAXLEN', '~', maxlen, '*', 't', typ, 'e', ev, 'a', attempt, 'o', origin, 'err', err, 'at', now)
+  else
+    redis.call('XADD', key, '*', 't', typ, 'e', ev, 'a', attempt, 'o', origin, 'err', err, 'at', now)
+  end
+end
+`
+
+// finishEventsScript records a batch of a subscription's results and
+// fetches the next batch. A result counts only while its entry is still
+// pending (see finishJobsScript). A retry is a copy of the event in the
+// subscription's own retry stream (after its backoff, via the delayed set),
+// so the shared stream entry is acknowledged at once and only this
+// subscription sees the event again.
+//
+// KEYS[1] event stream, KEYS[2] retry stream, KEYS[3] delayed zset,
+// KEYS[4] held hash, KEYS[5] dead-letter stream
+// ARGV[1] group, ARGV[2] consumer, ARGV[3] entries to fetch, ARGV[4] dead-letter cap (0: none)
+// then per item (9 values): stream (1|2), entry id, outcome (c|s|r|f|h), retry delay ms,
+// attempt, error, origin id, type, event JSON
+// Returns {0, XREADGROUP reply or false}.
+var finishEventsScript = redis.NewScript(eventLua + `
+local now = nowms()
+local n = (#ARGV - 4) / 9
+for i = 0, n - 1 do
+  local b = 5 + i * 9
+  local key = KEYS[tonumber(ARGV[b])]
+  local mid, out = ARGV[b + 1], ARGV[b + 2]
+  if redis.call('XACK', key, ARGV[1], mid) == 1 then
+    if key == KEYS[2] then redis.call('XDEL', key, mid) end
+    local attempt, err, origin, typ, ev = tonumber(ARGV[b + 4]), ARGV[b + 5], ARGV[b + 6], ARGV[b + 7], ARGV[b + 8]
+    if out == 'r' then
+      local delay = tonumber(ARGV[b + 3])
+      if delay > 0 then
+        redis.call('HSET', KEYS[4], origin, cjson.encode({t = typ, e = ev, a = attempt + 1, err = err}))
+        redis.call('ZADD', KEYS[3], now + delay, origin)
+      else
+        redis.call('XADD', KEYS[2], '*', 't', typ, 'e', ev, 'a', attempt + 1, 'o', origin, 'err', err)
+      end
+    elseif out == 'h' then
+      redis.call('XADD', KEYS[2], '*', 't', typ, 'e', ev, 'a', attempt, 'o', origin, 'err', err)
+    elseif out == 'f' then
+      dead(KEYS[5], ARGV[4], typ, ev, attempt, origin, err, now)
+    end
+  end
+end
+local fetched = false
+local want = tonumber(ARGV[3])
+if want > 0 then
+  fetched = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', want, 'STREAMS', KEYS[1], KEYS[2], '>', '>')
+end
+return {0, fetched}
+`)
+
+func (l *eventLane) finish(ctx context.Context, consumer string, outs []outcome, fetch int) ([]*delivery, error) {
+	keys := []string{l.b.keys.stream, l.k.retry, l.k.delayed, l.k.held, l.k.dead}
+	args := make([]any, 0, 4+9*len(outs))
+	args = append(args, l.name, consumer, fetch, max(l.b.opt.DeadLetterMaxLen, 0))
+	for _, o := range outs {
+		d := o.d
+		attempt, origin := 1, d.id
+		if d.stream == 1 {
+			attempt, _ = strconv.Atoi(d.fields["a"])
+			origin = d.fields["o"]
+		}
+		ev, typ := "", ""
+		if o.kind == outRetry || o.kind == outFail || o.kind == outRequeue {
+			ev, typ = d.fields["e"], d.fields["t"]
+		}
+		args = append(args, d.stream+1, d.id, o.kind, o.delay.Milliseconds(), attempt, o.err, origin, typ, ev)
+	}
+	v, err := finishEventsScript.Run(ctx, l.b.client, keys, args...).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("finish events of %s: %w", l.name, err)
+	}
+	if len(v) < 2 {
+		return nil, nil
+	}
+	return parseStreamsReply(v[1], l.streams()), nil
+}
+
+// promoteEventsScript moves retries whose backoff is over into the
+// subscription's retry stream.
+//
+// KEYS[1] delayed zset, KEYS[2] held hash, KEYS[3] retry stream
+// ARGV[1] max entries
+// Returns the number promoted.
+var promoteEventsScript = redis.NewScript(eventLua + `
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', nowms(), 'LIMIT', 0, tonumber(ARGV[1]))
+local n = 0
+for _, origin in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], origin)
+  local rec = redis.call('HGET', KEYS[2], origin)
+  if rec then
+    local r = cjson.decode(rec)
+    redis.call('XADD', KEYS[3], '*', 't', r.t, 'e', r.e, 'a', r.a, 'o', origin, 'err', r.err)
+    redis.call('HDEL', KEYS[2], origin)
+    n = n + 1
+  end
+end
+return n
+`)
+
+// reclaimEventsScript takes back entries of a subscription whose consumer
+// stopped heartbeating for the visibility timeout. The crashed run counts
+// as an attempt: the event goes to the retry stream with the next attempt
+// or, after the last, to the dead-letter stream. Pending entries that
+// retention removed (Redis 7 reports them) and the count the length cap
+// recorded for this group are returned as lost. Empty consumers idle for
+// long are deleted.
+//
+// KEYS[1] event stream, KEYS[2] retry stream, KEYS[3] dead-letter stream, KEYS[4] lost hash
+// ARGV[1] group, ARGV[2] consumer, ARGV[3] min idle ms, ARGV[4] max entries per stream,
+// ARGV[5] max attempts, ARGV[6] dead-letter cap, ARGV[7] idle ms after which an empty consumer is deleted
+// Returns {requeued, dead, lost}.
+var reclaimEventsScript = redis.NewScript(eventLua + `
+local now = nowms()
+local requeued, deadn, lost = 0, 0, 0
+for idx = 1, 2 do
+  local r = redis.call('XAUTOCLAIM', KEYS[idx], ARGV[1], ARGV[2], tonumber(ARGV[3]), '0-0', 'COUNT', tonumber(ARGV[4]))
+  for _, e in ipairs(r[2]) do
+    local mid, f = e[1], e[2]
+    redis.call('XACK', KEYS[idx], ARGV[1], mid)
+    if idx == 2 then redis.call('XDEL', KEYS[2], mid) end
+    if type(f) == 'table' then
+      local m = {}
+      for i = 1, #f, 2 do m[f[i]] = f[i + 1] end
+      local attempt, origin = 1, mid
+      if idx == 2 then attempt, origin = tonumber(m['a']), m['o'] end
+      local err = 'stalled: no heartbeat for the visibility timeout (consumer crashed or frozen) in attempt ' .. attempt
+      if attempt < tonumber(ARGV[5]) then
+        redis.call('XADD', KEYS[2], '*', 't', m['t'], 'e', m['e'], 'a', attempt + 1, 'o', origin, 'err', err)
+        requeued = requeued + 1
+      else
+        dead(KEYS[3], ARGV[6], m['t'], m['e'], attempt, origin, err, now)
+        deadn = deadn + 1
+      end
+    else
+      lost = lost + 1
+    end
+  end
+  if r[3] then lost = lost + #r[3] end
+  for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[idx], ARGV[1])) do
+    local name, pending, idle
+    for i = 1, #c, 2 do
+      if c[i] == 'name' then name = c[i + 1]
+      elseif c[i] == 'pending' then pending = tonumber(c[i + 1])
+      elseif c[i] == 'idle' then idle = tonumber(c[i + 1]) end
+    end
+    if name and pending == 0 and idle and idle > tonumber(ARGV[7]) then
+      redis.call('XGROUP', 'DELCONSUMER', KEYS[idx], ARGV[1], name)
+    end
+  end
+end
+local recorded = redis.call('HGET', KEYS[4], ARGV[1])
+if recorded then
+  lost = lost + tonumber(recorded)
+  redis.call('HDEL', KEYS[4], ARGV[1])
+end
+return {requeued, deadn, lost}
+`)
+
+func (l *eventLane) maintain(ctx context.Context, consumer string, reclaim bool, minIdle time.Duration) (maintResult, error) {
+	var m maintResult
+	c := l.b.client
+	if reclaim {
+		l.b.maybeTrim(ctx)
+		for {
+			v, err := reclaimEventsScript.Run(ctx, c, []string{l.b.keys.stream, l.k.retry, l.k.dead, l.b.keys.lost},
+				l.name, consumer, minIdle.Milliseconds(), 100, l.attempts, max(l.b.opt.DeadLetterMaxLen, 0),
+				consumerIdleDelete.Milliseconds()).Int64Slice()
+			if err != nil {
+				return m, fmt.Errorf("reclaim stalled events of %s: %w", l.name, err)
+			}
+			m.reclaimed += int(v[0] + v[1])
+			m.dead += int(v[1])
+			m.lost += v[2]
+			if v[0]+v[1] < 100 {
+				break
+			}
+		}
+	}
+	for {
+		n, err := promoteEventsScript.Run(ctx, c, []string{l.k.delayed, l.k.held, l.k.retry}, 500).Int()
+		if err != nil {
+			return m, fmt.Errorf("promote due retries of %s: %w", l.name, err)
+		}
+		m.promoted += n
+		if n < 500 {
+			break
+		}
+	}
+	return m, nil
+}
+
+// remainingScript estimates a subscription's backlog: the group's lag on
+// the event stream when Redis knows it (7.0+, no gaps), retries waiting in
+// the retry stream and in backoff.
+//
+// KEYS[1] event stream, KEYS[2] retry stream, KEYS[3] delayed zset
+// ARGV[1] group
+var remainingScript = redis.NewScript(`
+local n = 0
+local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[1])
+if ok then
+  for _, g in ipairs(groups) do
+    local name, lag
+    for i = 1, #g, 2 do
+      if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'lag' then lag = g[i + 1] end
+    end
+    if name == ARGV[1] and type(lag) == 'number' then n = n + lag end
+  end
+end
+local len = redis.call('XLEN', KEYS[2])
+local p = redis.pcall('XPENDING', KEYS[2], ARGV[1])
+if type(p) == 'table' and not p.err then len = len - tonumber(p[1]) end
+return n + len + redis.call('ZCARD', KEYS[3])
+`)
+
+func (l *eventLane) remaining(ctx context.Context) int64 {
+	n, err := remainingScript.Run(ctx, l.b.client, []string{l.b.keys.stream, l.k.retry, l.k.delayed}, l.name).Int64()
+	if err != nil {
+		return -1
+	}
+	return n
+}

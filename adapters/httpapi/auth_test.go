@@ -197,8 +197,9 @@ func TestLoginBadRequestsAre400(t *testing.T) {
 // TestFailedLoginIsUniform: an unknown email and a wrong password get the
 // same status and byte-identical body, and take the same time: the medians
 // of 50 interleaved tries each are within 20%. Noise on a shared machine is
-// absorbed by medians and up to three measurements; a real difference (no
-// dummy hash: ~0 ms against ~30 ms) fails every one of them.
+// absorbed by medians and up to five measurements (one of them lands near
+// 15% now and then under load); a real difference (no dummy hash: 2 ms
+// against 50 ms, -95%) fails every one of them.
 func TestFailedLoginIsUniform(t *testing.T) {
 	rdb, _ := testenv.MiniRedis(t)
 	app := newAuthApp(t, rdb, testenv.MongoDB(t), authAppOptions{argon: auth.DefaultArgon2Params})
@@ -215,7 +216,7 @@ func TestFailedLoginIsUniform(t *testing.T) {
 
 	const tries = 50
 	var last string
-	for attempt := 1; attempt <= 3; attempt++ {
+	for attempt := 1; attempt <= 5; attempt++ {
 		var tu, tw []time.Duration
 		for i := 0; i < tries; i++ {
 			// Interleave so drift in machine load hits both kinds alike.
@@ -241,7 +242,7 @@ func TestFailedLoginIsUniform(t *testing.T) {
 			return
 		}
 	}
-	t.Fatalf("failed-login times differ by more than 20%% in three measurements: %s", last)
+	t.Fatalf("failed-login times differ by more than 20%% in five measurements: %s", last)
 }
 
 func authMedian(ds []time.Duration) time.Duration {

@@ -285,12 +285,14 @@ func (a *domApp) counts() map[string]int64 {
 	return out
 }
 
-// useJobs rebuilds the services that add jobs so that they use jobs.
-func (a *domApp) useJobs(jobs job.Adder) {
+// useBusAndJobs rebuilds the services that publish events and add jobs so
+// that they use pub and jobs (the real redisstream bus and queues).
+func (a *domApp) useBusAndJobs(pub event.Publisher, jobs job.Adder) {
 	wtRepo, invRepo := mongodb.NewWorkedTimeRepo(a.db), mongodb.NewInvoiceRepo(a.db)
+	a.shifts = shift.NewScheduler(mongodb.NewShiftRepo(a.db), a.clients, a.prices, pub, nil)
 	a.sheets = timesheet.NewService(wtRepo, a.clients, a.prices, jobs, nil)
 	a.invoices = invoice.NewWorker(invoice.Deps{Store: invRepo, Numbers: mongodb.NewInvoiceNumbers(a.db), Shifts: a.shifts,
-		WorkedTimes: a.sheets, Pricing: a.prices, Settings: a.settings, Publisher: a.bus, Jobs: jobs})
+		WorkedTimes: a.sheets, Pricing: a.prices, Settings: a.settings, Publisher: pub, Jobs: jobs})
 	mux := http.NewServeMux()
 	httpapi.NewDomainRoutes(httpapi.DomainDeps{
 		Auth: httpapi.NewAuthenticator(a.tokens), Clients: a.clients, Shifts: a.shifts, Timesheets: a.sheets,

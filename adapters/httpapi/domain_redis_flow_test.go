@@ -4,7 +4,9 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,26 +25,99 @@ import (
 // otherwise the embedded one, logging which.
 func domRedis(t *testing.T) redis.UniversalClient {
 	if os.Getenv(testenv.VarRedisURL) != "" {
-		t.Log("jobs on the real Redis")
+		t.Log("bus and queues on the real Redis")
 		return testenv.RedisPlain(t)
 	}
-	t.Logf("jobs on the embedded Redis (set %s for the real one)", testenv.VarRedisURL)
+	t.Logf("bus and queues on the embedded Redis (set %s for the real one)", testenv.VarRedisURL)
 	c, _ := testenv.MiniRedis(t)
 	return c
 }
 
-// TestFlowOnRedisQueuesAndMongoDB runs the background half of the flow on
-// the real job queue (adapters/redisstream) and the MongoDB server: the
-// subscriber adds the invoice job three times (one job), the worker drains
-// it, the same job is run twice more by hand, and the email worker writes
-// the .eml. One WorkedTime, one invoice, one number.
-func TestFlowOnRedisQueuesAndMongoDB(t *testing.T) {
+var domConsumer = redisstream.ConsumerOptions{Concurrency: 2, BlockInterval: 50 * time.Millisecond,
+	SafetyMargin: 100 * time.Millisecond, HandlerTimeout: 10 * time.Second}
+
+// domRealBus is the redisstream bus and queues under a unique prefix.
+type domRealBus struct {
+	bus    *redisstream.Bus
+	queues *redisstream.Queues
+}
+
+func domNewRealBus(t *testing.T) domRealBus {
+	rc := domRedis(t)
+	prefix := testenv.Unique("sft")
+	return domRealBus{
+		bus: redisstream.NewBus(rc, redisstream.BusOptions{Prefix: prefix,
+			Subscription: redisstream.SubscribeOptions{ConsumerOptions: domConsumer, Attempts: 3,
+				Backoff: job.Backoff{Type: job.BackoffExponential, Base: 50 * time.Millisecond, Cap: time.Second}}}),
+		queues: redisstream.NewQueues(rc, redisstream.QueueOptions{Prefix: prefix}),
+	}
+}
+
+// domSpy is a durable subscription that records what reached the stream.
+type domSpy struct {
+	mu     sync.Mutex
+	events []event.Event
+	d      event.Drainer
+}
+
+func domNewSpy(t *testing.T, b domRealBus, types ...string) *domSpy {
+	s := &domSpy{}
+	d, err := b.bus.Subscribe(types, testenv.Unique("spy"), func(_ context.Context, e event.Event) error {
+		s.mu.Lock()
+		s.events = append(s.events, e)
+		s.mu.Unlock()
+		return nil
+	}, event.Durable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.d = d
+	return s
+}
+
+// drain runs a drainer until it is empty and returns its summary.
+func domDrain(t *testing.T, d event.Drainer) event.DrainSummary {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	sum, err := d.Drain(ctx)
+	if err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	return sum
+}
+
+func (s *domSpy) collect(t *testing.T) []event.Event {
+	domDrain(t, s.d)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]event.Event(nil), s.events...)
+}
+
+// TestFlowOnTheRealBusQueuesAndMongoDB is the issue's full flow on the
+// real Redis (redisstream bus and queues) and the MongoDB server: schedule
+// and complete over HTTP; the durable onShiftCompleted subscription gets
+// the event three times and the invoice job runs three times; the result
+// is one WorkedTime, one invoice with exact amounts and one number, and one
+// email in the outbox.
+func TestFlowOnTheRealBusQueuesAndMongoDB(t *testing.T) {
 	a := domNewApp(t)
 	ctx := domCtx(t)
-	rc := domRedis(t)
-	queues := redisstream.NewQueues(rc, redisstream.QueueOptions{Prefix: testenv.Unique("sftest")})
-	// Rebuild the services that add jobs on the real queue.
-	a.useJobs(queues)
+	rb := domNewRealBus(t)
+	a.useBusAndJobs(rb.bus, rb.queues)
+	spy := domNewSpy(t, rb, event.ShiftCompleted)
+	var deliveries int
+	var mu sync.Mutex
+	onCompleted, err := rb.bus.Subscribe([]string{event.ShiftCompleted}, "onShiftCompleted", func(ctx context.Context, e event.Event) error {
+		mu.Lock()
+		deliveries++
+		mu.Unlock()
+		return a.sheets.OnShiftCompleted(ctx, e)
+	}, event.Durable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	onCompleted = shift.WithRelay(onCompleted, a.shifts.Relay())
 
 	c := a.seed(domAdmin)
 	var s shift.Shift
@@ -51,38 +126,38 @@ func TestFlowOnRedisQueuesAndMongoDB(t *testing.T) {
 		"start": "2026-11-27T19:00:00Z", "end": "2026-11-28T07:00:00Z", "breakMinutes": 30,
 	}, &s)
 	a.must(200, domScheduler, "POST", "/shifts/"+s.ID+"/complete", `{"actualEnd":"2026-11-28T07:30:00Z"}`, &s)
-	completed := a.bus.ofType(event.ShiftCompleted)
-	if len(completed) != 1 {
-		t.Fatalf("%d shift.completed", len(completed))
+
+	// The event is on the stream; deliver it, then the same event twice
+	// more (at-least-once delivery).
+	completed := spy.collect(t)
+	if len(completed) != 1 || completed[0].Type != event.ShiftCompleted {
+		t.Fatalf("stream holds %+v", completed)
 	}
-	for i := 0; i < 3; i++ { // the same event delivered three times
-		if err := a.sheets.OnShiftCompleted(ctx, completed[0]); err != nil {
+	domDrain(t, onCompleted)
+	for i := 0; i < 2; i++ {
+		if err := rb.bus.Publish(ctx, completed[0]); err != nil {
 			t.Fatal(err)
 		}
 	}
-	counts, err := queues.Counts(ctx, job.InvoiceGeneration)
+	domDrain(t, onCompleted)
+	if deliveries != 3 {
+		t.Fatalf("onShiftCompleted ran %d times, want 3", deliveries)
+	}
+	counts, err := rb.queues.Counts(ctx, job.InvoiceGeneration)
 	if err != nil || counts.Waiting != 1 {
-		t.Fatalf("invoice-generation counts %+v, %v; want one waiting job", counts, err)
+		t.Fatalf("invoice-generation %+v, %v; want one job (job id = shift id)", counts, err)
 	}
 
-	opts := redisstream.WorkerOptions{Concurrency: 2, BlockInterval: 50 * time.Millisecond, SafetyMargin: 100 * time.Millisecond, HandlerTimeout: 10 * time.Second}
-	drain := func(queue string, h job.Handler) {
-		t.Helper()
-		w, err := queues.Worker(queue, h, opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		defer cancel()
-		sum, err := w.Drain(dctx)
-		if err != nil || sum.Succeeded != 1 || sum.Failed != 0 {
-			t.Fatalf("drain %s: %+v, %v", queue, sum, err)
-		}
+	inv, err := rb.queues.Worker(job.InvoiceGeneration, a.invoices.Generate, domConsumer)
+	if err != nil {
+		t.Fatal(err)
 	}
-	drain(job.InvoiceGeneration, a.invoices.Generate)
-	j, err := queues.GetJob(ctx, job.InvoiceGeneration, s.ID)
+	if sum := domDrain(t, inv); sum.Succeeded != 1 {
+		t.Fatalf("invoice worker %+v", sum)
+	}
+	j, err := rb.queues.GetJob(ctx, job.InvoiceGeneration, s.ID)
 	if err != nil || j.State != job.StateCompleted {
-		t.Fatalf("job %s: %+v, %v", s.ID, j, err)
+		t.Fatalf("job %+v, %v", j, err)
 	}
 	for i := 0; i < 2; i++ { // the same job run twice more
 		if err := a.invoices.Generate(ctx, j); err != nil {
@@ -94,21 +169,26 @@ func TestFlowOnRedisQueuesAndMongoDB(t *testing.T) {
 			t.Fatalf("%s: %d, want %d", coll, n, want)
 		}
 	}
-	var inv invoice.Invoice
-	a.must(200, domViewer, "GET", "/shifts/"+s.ID+"/invoice", nil, &inv)
-	if inv.Number != "INV-000001" || inv.Subtotal != 46200 || inv.Tax != 9240 || inv.Total != 55440 {
-		t.Fatalf("invoice %s %d/%d/%d", inv.Number, inv.Subtotal, inv.Tax, inv.Total)
+	var got invoice.Invoice
+	a.must(200, domViewer, "GET", "/shifts/"+s.ID+"/invoice", nil, &got)
+	if got.Number != "INV-000001" || !reflect.DeepEqual(got.Lines, domFlowLines) ||
+		got.Subtotal != 46200 || got.Tax != 9240 || got.Total != 55440 {
+		t.Fatalf("invoice %+v", got)
 	}
-	if mc, _ := queues.Counts(ctx, job.EmailNotifications); mc.Waiting != 1 {
+	if mc, _ := rb.queues.Counts(ctx, job.EmailNotifications); mc.Waiting != 1 {
 		t.Fatalf("email jobs %+v, want one (three runs, one job id)", mc)
 	}
-	drain(job.EmailNotifications, a.mailer.Send)
+	mail, err := rb.queues.Worker(job.EmailNotifications, a.mailer.Send, domConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	domDrain(t, mail)
 	files, _ := filepath.Glob(filepath.Join(a.outbox, "*.eml"))
 	if len(files) != 1 {
 		t.Fatalf("outbox %v", files)
 	}
 	raw, _ := os.ReadFile(files[0])
-	if !strings.Contains(string(raw), "EUR 554.40") {
+	if !strings.Contains(string(raw), "EUR 554.40") || !strings.Contains(string(raw), "INV-000001") {
 		t.Fatalf("email:\n%s", raw)
 	}
 }

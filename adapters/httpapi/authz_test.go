@@ -26,7 +26,10 @@ import (
 	"testing"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
+
 	"github.com/shiftflow/shiftflow/adapters/httpapi"
+	"github.com/shiftflow/shiftflow/adapters/mongodb"
 	"github.com/shiftflow/shiftflow/adapters/testenv"
 	"github.com/shiftflow/shiftflow/core/auth"
 	"github.com/shiftflow/shiftflow/core/client"
@@ -390,5 +393,76 @@ func TestAuthzCrossOrganisation(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAuthzJobAndEventPayloadsStayInTheirOrganisation: the background side
+// of isolation. A shift.completed event or an invoice-generation job that
+// names organisation B but carries organisation A's shift (a bug upstream,
+// or a forged stream entry) writes nothing and e-mails nobody; the genuine
+// ones still work.
+func TestAuthzJobAndEventPayloadsStayInTheirOrganisation(t *testing.T) {
+	dom := domNewApp(t)
+	ctx := domCtx(t)
+	dom.seed(domOther)
+	ca := dom.seed(domAdmin)
+	var s shift.Shift
+	dom.must(201, domScheduler, "POST", "/shifts", domShiftBody(ca, nil), &s)
+	dom.must(200, domScheduler, "POST", "/shifts/"+s.ID+"/complete", "", nil)
+	completed := dom.bus.ofType(event.ShiftCompleted)
+	real := completed[len(completed)-1]
+	count := func(coll string) int64 {
+		n, err := dom.db.Collection(coll).CountDocuments(ctx, bson.D{{Key: "shiftId", Value: s.ID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	envelopeOnly := real
+	envelopeOnly.OrganizationID = "org-b"
+	var payload map[string]any
+	_ = json.Unmarshal(real.Payload, &payload)
+	payload["organizationId"] = "org-b"
+	both := envelopeOnly
+	both.Payload, _ = json.Marshal(payload)
+	for name, e := range map[string]event.Event{"envelope says B": envelopeOnly, "envelope and payload say B": both} {
+		if err := dom.sheets.OnShiftCompleted(ctx, e); err == nil {
+			t.Errorf("%s: event accepted", name)
+		}
+		if n := count(mongodb.CollWorkedTimes); n != 0 {
+			t.Fatalf("%s: %d worked times written for A's shift", name, n)
+		}
+	}
+	if n := len(dom.queue.list(job.InvoiceGeneration)); n != 0 {
+		t.Fatalf("%d invoice jobs added by forged events", n)
+	}
+
+	if err := dom.sheets.OnShiftCompleted(ctx, real); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(mongodb.CollWorkedTimes); n != 1 {
+		t.Fatalf("%d worked times after the genuine event, want 1", n)
+	}
+	genuine := dom.queue.list(job.InvoiceGeneration)[0]
+	forged := *genuine
+	forged.Data, _ = json.Marshal(map[string]string{"shiftId": s.ID, "organizationId": "org-b", "clientEmail": "evil@org-b.test"})
+	if err := dom.invoices.Generate(ctx, &forged); err == nil {
+		t.Fatal("job naming organisation B generated an invoice for A's shift")
+	}
+	if n := count(mongodb.CollInvoices); n != 0 {
+		t.Fatalf("%d invoices written by the forged job", n)
+	}
+	if mails := dom.queue.list(job.EmailNotifications); len(mails) != 0 {
+		t.Fatalf("forged job queued e-mail: %s", mails[0].Data)
+	}
+	if err := dom.invoices.Generate(ctx, genuine); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(mongodb.CollInvoices); n != 1 {
+		t.Fatalf("%d invoices after the genuine job, want 1", n)
+	}
+	if code, _ := dom.do(domOther, "GET", "/shifts/"+s.ID+"/invoice", nil); code != http.StatusNotFound {
+		t.Fatalf("organisation B reads A's invoice: %d", code)
 	}
 }

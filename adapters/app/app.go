@@ -94,6 +94,7 @@ type App struct {
 	mux      *http.ServeMux
 	drainers map[string]event.Drainer
 	longPoll bool
+	prefix   string
 	consumer redisstream.ConsumerOptions
 }
 
@@ -114,7 +115,8 @@ func New(ctx context.Context, o Options) (*App, error) {
 	// deadline a drain may still start one (HANDLER_TIMEOUT + the safety
 	// margin must fit in the function's timeout, see template.yaml).
 	handlerTimeout, herr := config.Duration(getenv, "HANDLER_TIMEOUT", 10*time.Second, time.Second, 5*time.Minute)
-	if err := errors.Join(err, aerr, lerr, terr, eerr, derr, herr); err != nil {
+	prefix, perr := keyPrefix(getenv)
+	if err := errors.Join(err, aerr, lerr, terr, eerr, derr, herr, perr); err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
 	if cfg.Mongo.URI == "" {
@@ -124,7 +126,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 	if logger == nil {
 		logger = logging.New(os.Stderr, cfg.Log.Format, cfg.Log.Level)
 	}
-	a := &App{Config: cfg, Logger: logger, longPoll: longPoll,
+	a := &App{Config: cfg, Logger: logger, longPoll: longPoll, prefix: prefix,
 		consumer: redisstream.ConsumerOptions{Consumer: o.Consumer, HandlerTimeout: handlerTimeout, Logger: logger}}
 
 	if a.Redis, err = redisconn.Connect(ctx, cfg.Redis, logger); err != nil {
@@ -163,11 +165,11 @@ func (a *App) wire(ctx context.Context, authCfg auth.Config, limCfg redislimit.C
 	a.tokens = tokens
 	a.Auth = auth.NewService(users, auth.NewHasher(auth.DefaultArgon2Params), tokens, redislimit.New(a.Redis, limCfg), authCfg.Limits)
 
-	a.Queues = redisstream.NewQueues(a.Redis, redisstream.QueueOptions{Logger: logger})
+	a.Queues = redisstream.NewQueues(a.Redis, redisstream.QueueOptions{Prefix: a.prefix, Logger: logger})
 	if a.Bus, err = newBus(a.Redis, a.Queues, a.consumer); err != nil {
 		return err
 	}
-	a.Cache = cache.New(rediscache.New(a.Redis), ttls, "shiftflow:cache:", logger)
+	a.Cache = cache.New(rediscache.New(a.Redis), ttls, a.prefix+":cache:", logger)
 	a.Clients = client.NewService(clientRepo, ulid.New, nil)
 	a.Pricing = pricing.NewService(priceRepo, a.Cache, a.Clients, nil)
 	a.Settings = org.NewService(settingsRepo, a.Cache, nil)
@@ -350,6 +352,22 @@ func (a *App) Close(ctx context.Context) {
 	if a.Redis != nil {
 		_ = redisconn.Close(a.Redis, a.Logger)
 	}
+}
+
+// keyPrefix reads REDIS_KEY_PREFIX (default "sf"), which starts the keys
+// of the queues, the event bus and the cache, so that several deployments
+// (or test runs) can share one Redis.
+func keyPrefix(getenv func(string) string) (string, error) {
+	v := getenv("REDIS_KEY_PREFIX")
+	if v == "" {
+		return redisstream.DefaultPrefix, nil
+	}
+	for _, r := range v {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return "", &config.VarError{Var: "REDIS_KEY_PREFIX", Reason: fmt.Sprintf("%q may hold only letters, digits, '-', '_' and '.'", v)}
+		}
+	}
+	return v, nil
 }
 
 func drainMode(getenv func(string) string) (bool, error) {

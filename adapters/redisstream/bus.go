@@ -297,6 +297,7 @@ type TrimResult struct {
 var trimScript = redis.NewScript(`
 local function parse(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  if not ms then return tonumber(string.match(id, '^(%d+)')) or 0, 0 end
   return tonumber(ms), tonumber(seq)
 end
 local function less(a, b)

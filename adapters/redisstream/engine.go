@@ -101,6 +101,9 @@ func newEngine(c redis.UniversalClient, l lane, opt ConsumerOptions) *engine {
 	return &engine{client: c, lane: l, opt: opt, log: opt.Logger.With("consumer", opt.Consumer, "lane", l.label())}
 }
 
+// Consumer returns this consumer's name in its group.
+func (e *engine) Consumer() string { return e.opt.Consumer }
+
 const (
 	modeDrain = iota
 	modePoll

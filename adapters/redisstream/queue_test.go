@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -29,8 +30,11 @@ func fastOpts() WorkerOptions {
 		PollInterval:      50 * time.Millisecond,
 		BlockInterval:     100 * time.Millisecond,
 		ShutdownTimeout:   time.Second,
+		Logger:            quiet,
 	}
 }
+
+var quiet = slog.New(slog.DiscardHandler)
 
 func mustAdd(t *testing.T, q *Queues, queue, name string, data any, o job.Options) string {
 	t.Helper()

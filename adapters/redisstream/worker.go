@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -35,18 +36,19 @@ func (q *Queues) Worker(queue string, h job.Handler, opts WorkerOptions) (*Worke
 	if h == nil {
 		return nil, errors.New("redisstream: nil job handler")
 	}
-	l := &jobLane{q: q, queue: queue, k: k, h: h}
+	if opts.Logger == nil {
+		opts.Logger = q.opt.Logger
+	}
+	l := &jobLane{q: q, queue: queue, k: k, h: h, log: opts.Logger}
 	return &Worker{engine: newEngine(q.client, l, opts), queue: queue}, nil
 }
-
-// Consumer returns the worker's consumer name in the group.
-func (w *Worker) Consumer() string { return w.opt.Consumer }
 
 type jobLane struct {
 	q       *Queues
 	queue   string
 	k       queueKeys
 	h       job.Handler
+	log     *slog.Logger
 	ensured bool
 }
 
@@ -88,7 +90,7 @@ func (l *jobLane) handle(ctx context.Context, d *delivery) outcome {
 		err = fmt.Errorf("%w: %w", c, err)
 	}
 	msg := errText(err)
-	log := l.q.opt.Logger.With("queue", l.queue, "job", j.ID, "name", j.Name, "attempt", attempt, "maxAttempts", maxA)
+	log := l.log.With("queue", l.queue, "job", j.ID, "name", j.Name, "attempt", attempt, "maxAttempts", maxA)
 	if job.IsPermanent(err) || attempt >= maxA {
 		log.Error("job failed; dead-lettered", "err", msg)
 		return outcome{d: d, kind: outFail, err: msg}

@@ -62,6 +62,9 @@ func TestCrashBetweenWriteAndPublishDelaysTheEventAndNeverLosesIt(t *testing.T) 
 	}
 	a := domNewApp(t)
 	ctx := domCtx(t)
+	rb := domNewRealBus(t) // the real Redis when configured
+	a.useBusAndJobs(rb.bus, rb.queues)
+	spy := domNewSpy(t, rb, event.ShiftCompleted)
 	c := a.seed(domAdmin)
 	var s shift.Shift
 	a.must(201, domScheduler, "POST", "/shifts", domShiftBody(c, nil), &s)
@@ -91,29 +94,29 @@ func TestCrashBetweenWriteAndPublishDelaysTheEventAndNeverLosesIt(t *testing.T) 
 	if err != nil || len(pending) != 1 || pending[0].Type != event.ShiftCompleted {
 		t.Fatalf("outbox after the crash = %+v, %v; want the shift.completed event", pending, err)
 	}
-	if n := len(a.bus.ofType(event.ShiftCompleted)); n != 0 {
-		t.Fatalf("%d shift.completed published before the relay ran", n)
+	if got := spy.collect(t); len(got) != 0 {
+		t.Fatalf("%d shift.completed on the stream before the relay ran", len(got))
 	}
 
-	// A later relay run (every drain runs one) publishes it exactly as
-	// written, then removes it.
-	n, err := shift.NewRelay(repo, a.bus, nil).Flush(ctx)
-	if err != nil || n != 1 {
-		t.Fatalf("relay published %d, %v; want 1", n, err)
+	// The next drain of the subscriber runs the relay first (WithRelay):
+	// the event is published exactly as written, then removed, and the
+	// subscriber turns it into the worked time.
+	onCompleted, err := rb.bus.Subscribe([]string{event.ShiftCompleted}, "onShiftCompleted", a.sheets.OnShiftCompleted, event.Durable)
+	if err != nil {
+		t.Fatal(err)
 	}
-	published := a.bus.ofType(event.ShiftCompleted)
+	if sum := domDrain(t, shift.WithRelay(onCompleted, shift.NewRelay(repo, rb.bus, nil))); sum.Succeeded != 1 {
+		t.Fatalf("drain after the crash: %+v", sum)
+	}
+	published := spy.collect(t)
 	if len(published) != 1 || !reflect.DeepEqual(published[0], pending[0]) {
 		t.Fatalf("published %+v\nwant exactly %+v", published, pending[0])
 	}
 	if left, _ := repo.Outbox(ctx, s.ID); len(left) != 0 {
 		t.Fatalf("outbox not emptied: %+v", left)
 	}
-	if n, _ := shift.NewRelay(repo, a.bus, nil).Flush(ctx); n != 0 {
+	if n, _ := shift.NewRelay(repo, rb.bus, nil).Flush(ctx); n != 0 {
 		t.Fatalf("second relay run published %d again", n)
-	}
-	// And the subscriber turns it into the worked time as usual.
-	if err := a.sheets.OnShiftCompleted(ctx, published[0]); err != nil {
-		t.Fatal(err)
 	}
 	if _, err := a.sheets.Get(ctx, "org-a", s.ID); err != nil {
 		t.Fatalf("worked time: %v", err)

@@ -411,8 +411,13 @@ func TestAuthzJobAndEventPayloadsStayInTheirOrganisation(t *testing.T) {
 	dom.must(200, domScheduler, "POST", "/shifts/"+s.ID+"/complete", "", nil)
 	completed := dom.bus.ofType(event.ShiftCompleted)
 	real := completed[len(completed)-1]
+	// Worked times are keyed by the shift id; invoices carry it in shiftId.
 	count := func(coll string) int64 {
-		n, err := dom.db.Collection(coll).CountDocuments(ctx, bson.D{{Key: "shiftId", Value: s.ID}})
+		field := "shiftId"
+		if coll == mongodb.CollWorkedTimes {
+			field = "_id"
+		}
+		n, err := dom.db.Collection(coll).CountDocuments(ctx, bson.D{{Key: field, Value: s.ID}})
 		if err != nil {
 			t.Fatal(err)
 		}

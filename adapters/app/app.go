@@ -166,7 +166,7 @@ func (a *App) wire(ctx context.Context, authCfg auth.Config, limCfg redislimit.C
 	a.Auth = auth.NewService(users, auth.NewHasher(auth.DefaultArgon2Params), tokens, redislimit.New(a.Redis, limCfg), authCfg.Limits)
 
 	a.Queues = redisstream.NewQueues(a.Redis, redisstream.QueueOptions{Prefix: a.prefix, Logger: logger})
-	if a.Bus, err = newBus(a.Redis, a.Queues, a.consumer); err != nil {
+	if a.Bus, err = newBus(a.Redis, a.prefix, a.consumer); err != nil {
 		return err
 	}
 	a.Cache = cache.New(rediscache.New(a.Redis), ttls, a.prefix+":cache:", logger)

@@ -34,6 +34,7 @@ package httpapi
 // routes POST /users, GET /users, GET /users/{id}; see AuthRoutes.
 
 import (
+	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -271,7 +272,15 @@ func (a *AuthRoutes) Login(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, r, err)
 		return
 	}
-	res, err := a.svc.Login(r.Context(), auth.LoginRequest{Email: in.Email, Password: in.Password, ClientIP: a.ip.Of(r)})
+	ip := a.ip.Of(r)
+	res, err := a.svc.Login(r.Context(), auth.LoginRequest{Email: in.Email, Password: in.Password, ClientIP: ip})
+	// One line per attempt for security monitoring: the outcome and the
+	// address, never the password and not the email (personal data).
+	outcome := "ok"
+	if err != nil {
+		outcome = core.ErrorCode(err)
+	}
+	slog.InfoContext(r.Context(), "login", "outcome", outcome, "clientIp", ip.String())
 	if res.Quota != nil {
 		setRateLimitHeaders(w.Header(), *res.Quota)
 	}

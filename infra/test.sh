@@ -145,7 +145,9 @@ if [ "${1:-}" = "--serve" ]; then
   out=${2:-/tmp/shiftflow-test.env}
   env | grep '^SHIFTFLOW_TEST_' | sed 's/^/export /' > "$out"
   log "servers up; variables in $out (source it); Ctrl-C or kill $$ stops them"
-  while :; do sleep 3600; done
+  sleep infinity &
+  PIDS+=($!)
+  wait $! || true
 fi
 
 PKGS=("$@")

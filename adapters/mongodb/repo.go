@@ -19,6 +19,7 @@ import (
 const (
 	CollClients        = "clients"
 	CollShifts         = "shifts"
+	CollShiftLeases    = "shiftLeases"
 	CollWorkedTimes    = "workedTimes"
 	CollInvoices       = "invoices"
 	CollInvoiceNumbers = "invoiceNumbers"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/shiftflow/shiftflow/core"
 	"github.com/shiftflow/shiftflow/core/event"
 	"github.com/shiftflow/shiftflow/core/shift"
+	"github.com/shiftflow/shiftflow/core/ulid"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -27,21 +29,89 @@ import (
 //
 // On MongoDB a conditioned update is atomic. FerretDB v1 runs it as read,
 // modify, write back the whole document with nothing held in between
-// (measured: 20 concurrent conditioned updates, 8 "matched"), so two
-// writers of the same shift in different processes can overwrite each
-// other there. Within one process (the local runner, tests) the repo
-// serialises writes per shift, which closes that gap; across processes
-// use MongoDB. docs/domain.md records this.
+// (measured: 12 concurrent updates conditioned on one version, up to 6
+// "won"; a relay removal could overwrite a concurrent completion). So on
+// FerretDB (detected once with buildInfo) every write of a shift document
+// first takes a lease in shiftLocks, an insert into a unique _id, which is
+// atomic there too; writes in one process are also serialised in memory
+// first, so the lease is only contended across processes. On MongoDB no
+// lease is taken.
 type ShiftRepo struct {
-	c     *mongo.Collection
-	locks keyedMutex
+	c, leases *mongo.Collection
+	local     keyedMutex
+
+	detect   sync.Once
+	useLease bool
 }
 
-var _ shift.Store = (*ShiftRepo)(nil)
+// leaseTTL bounds how long a crashed writer blocks a shift; a write holds
+// the lease for one read and one update.
+const leaseTTL = 10 * time.Second
+
+// leaseWait is how long a write waits for another process's lease.
+const leaseWait = 5 * time.Second
 
 // NewShiftRepo returns the repository on db.
 func NewShiftRepo(db *mongo.Database) *ShiftRepo {
-	return &ShiftRepo{c: db.Collection(CollShifts), locks: keyedMutex{m: map[string]*keyLock{}}}
+	return &ShiftRepo{c: db.Collection(CollShifts), leases: db.Collection(CollShiftLeases), local: keyedMutex{m: map[string]*keyLock{}}}
+}
+
+type leaseDoc struct {
+	ID        string    `bson:"_id"`
+	Owner     string    `bson:"owner"`
+	ExpiresAt time.Time `bson:"expiresAt"`
+}
+
+// needsLease reports whether the server is FerretDB. If buildInfo fails
+// the repo plays safe and takes leases.
+func (r *ShiftRepo) needsLease(ctx context.Context) bool {
+	r.detect.Do(func() {
+		var info bson.M
+		err := r.c.Database().RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info)
+		_, ferret := info["ferretdbVersion"]
+		r.useLease = err != nil || ferret
+	})
+	return r.useLease
+}
+
+// lock serialises writes of one shift: in memory within the process, and
+// with a lease document across processes on FerretDB. The returned
+// function releases both.
+func (r *ShiftRepo) lock(ctx context.Context, id string) (func(), error) {
+	unlock := r.local.lock(id)
+	if !r.needsLease(ctx) {
+		return unlock, nil
+	}
+	owner := ulid.New()
+	deadline := time.Now().Add(leaseWait)
+	for {
+		_, err := r.leases.InsertOne(ctx, leaseDoc{ID: id, Owner: owner, ExpiresAt: time.Now().Add(leaseTTL).UTC()})
+		if err == nil {
+			return func() {
+				// Release even if the request's context has ended.
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				_, _ = r.leases.DeleteOne(rctx, bson.D{{Key: "_id", Value: id}, {Key: "owner", Value: owner}})
+				unlock()
+			}, nil
+		}
+		if !IsDuplicateKey(err) {
+			unlock()
+			return nil, fmt.Errorf("lease shift %s: %w", id, err)
+		}
+		var held leaseDoc
+		if err := r.leases.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&held); err == nil && time.Now().After(held.ExpiresAt) {
+			// The holder died: take the lease over.
+			_, _ = r.leases.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "owner", Value: held.Owner}})
+			continue
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			unlock()
+			return nil, &core.Error{Code: core.EUnavailable, Message: "the shift is being changed by another request; try again",
+				Err: fmt.Errorf("lease shift %s: held by another process", id)}
+		}
+		time.Sleep(time.Duration(2+rand.IntN(8)) * time.Millisecond)
+	}
 }
 
 // keyedMutex serialises work per key and forgets keys nobody holds.
@@ -125,7 +195,11 @@ func (r *ShiftRepo) Insert(ctx context.Context, s shift.Shift, ev event.Event) e
 // Update writes the shift's fields and appends ev to the outbox in one
 // update conditioned on prevVersion. Errors: core.EConflict.
 func (r *ShiftRepo) Update(ctx context.Context, s shift.Shift, prevVersion int64, ev event.Event) error {
-	defer r.locks.lock(s.ID)()
+	unlock, err := r.lock(ctx, s.ID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	filter := bson.D{{Key: "_id", Value: s.ID}, {Key: "organizationId", Value: s.OrganizationID}, {Key: "version", Value: prevVersion}}
 	update := bson.D{
 		{Key: "$set", Value: bson.D{
@@ -225,7 +299,11 @@ func (r *ShiftRepo) PendingShifts(ctx context.Context, limit int) ([]string, err
 // event in between bumps the version, the update matches nothing, and the
 // loop reads again, so an appended event is never dropped.
 func (r *ShiftRepo) RemoveFromOutbox(ctx context.Context, shiftID string, eventIDs []string) error {
-	defer r.locks.lock(shiftID)()
+	unlock, err := r.lock(ctx, shiftID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	for attempt := 0; attempt < 20; attempt++ {
 		v, err := r.outbox(ctx, shiftID)
 		if err != nil {

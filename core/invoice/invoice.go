@@ -226,7 +226,10 @@ func (w *Worker) create(ctx context.Context, d timesheet.InvoiceJob) (Invoice, e
 		RegularMinutes: wt.RegularMinutes, Location: loc,
 	})
 	if err != nil {
-		return Invoice{}, fmt.Errorf("invoice of %s: price: %w", d.ShiftID, err)
+		// The role left the pricing table after the shift was scheduled:
+		// retrying cannot help until an admin fixes the table and retries
+		// the failed job, so fail it at once with the reason.
+		return Invoice{}, job.Permanent(fmt.Errorf("invoice of %s: price: %w", d.ShiftID, err))
 	}
 	seq, err := w.numbers.Reserve(ctx, d.OrganizationID, d.ShiftID)
 	if err != nil {

@@ -74,8 +74,9 @@ type Override struct {
 
 var (
 	currencyRe = regexp.MustCompile(`^[A-Z]{3}$`)
-	roleRe     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$`)
-	clockRe    = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]$`)
+	// No '.' or '$': role names are keys of a MongoDB document.
+	roleRe  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9 _-]{0,63}$`)
+	clockRe = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]$`)
 )
 
 // ValidCurrency reports whether c looks like an ISO 4217 code.
@@ -151,7 +152,7 @@ func validateRoles(roles map[string]Role) error {
 	}
 	for name, r := range roles {
 		if !ValidRoleName(name) {
-			return core.Invalid("role name %q must be 1-64 letters, digits, spaces, '_', '.' or '-'", name)
+			return core.Invalid("role name %q must be 1-64 letters, digits, spaces, '_' or '-'", name)
 		}
 		if r.HourlyRate <= 0 || r.HourlyRate > MaxHourlyRate {
 			return core.Invalid("roles.%s.hourlyRate must be between 1 and %d minor units", name, MaxHourlyRate)

@@ -307,3 +307,18 @@ func TestApplyDoesNotChangeTheOrganisationTable(t *testing.T) {
 		t.Fatalf("effective table wrong: %+v", eff)
 	}
 }
+
+// BenchmarkPriceDayLongShift prices the longest shift (24 h, every rule on).
+func BenchmarkPriceDayLongShift(b *testing.B) {
+	var tb pricing.Table
+	if err := json.Unmarshal([]byte(issueTable), &tb); err != nil {
+		b.Fatal(err)
+	}
+	start := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	in := pricing.Input{Role: "nurse", Start: start, End: start.Add(24 * time.Hour), BreakMinutes: 60, RegularMinutes: -1, Location: time.UTC}
+	for b.Loop() {
+		if _, err := tb.Price(in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

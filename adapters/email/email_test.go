@@ -174,6 +174,36 @@ func TestSMTPDeliversWithAuthOverSTARTTLS(t *testing.T) {
 	}
 }
 
+func TestSMTPSDeliversOverImplicitTLS(t *testing.T) {
+	tlsConf, pool := selfSigned(t)
+	be := &backend{user: "mailer", pass: "s3cret"}
+	srv := gosmtp.NewServer(be)
+	srv.Domain = "localhost"
+	l, err := tls.Listen("tcp", "127.0.0.1:0", tlsConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	s, err := email.NewSMTP("smtps://mailer:s3cret@"+l.Addr().String(), pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Send(ctx, sample()); err != nil {
+		t.Fatal(err)
+	}
+	if len(be.msgs) != 1 || !be.msgs[0].tls || be.msgs[0].user != "mailer" {
+		t.Fatalf("received %+v", be.msgs)
+	}
+	// A client that does not trust the certificate refuses to talk.
+	untrusted, _ := email.NewSMTP("smtps://mailer:s3cret@"+l.Addr().String(), x509.NewCertPool())
+	if err := untrusted.Send(ctx, sample()); err == nil {
+		t.Fatal("sent to a server with an untrusted certificate")
+	}
+}
+
 func TestSMTPFailuresAreReported(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -68,9 +68,9 @@ type lane interface {
 	ensure(ctx context.Context, force bool) error
 	// handle runs the handler for d and says what to record.
 	handle(ctx context.Context, d *delivery) outcome
-	// finish records outcomes in one script call and fetches up to fetch
-	// new entries for consumer in the same call.
-	finish(ctx context.Context, consumer string, outs []outcome, fetch int) ([]*delivery, error)
+	// finishCall is the script call that records outcomes and fetches up
+	// to fetch new entries for consumer; it replies {_, XREADGROUP reply}.
+	finishCall(consumer string, outs []outcome, fetch int) (*redis.Script, []string, []any)
 	// maintain promotes due retries/delayed entries and, when reclaim is
 	// set, takes back entries idle longer than minIdle.
 	maintain(ctx context.Context, consumer string, reclaim bool, minIdle time.Duration) (maintResult, error)
@@ -325,6 +325,12 @@ func (r *runState) drive(ctx context.Context) (string, error) {
 			space = limit - held
 		}
 		if len(batch) > 0 {
+			if held == 0 && stoppedBy == "" && r.mode == modePoll {
+				if block := r.blockFor(e.opt.BlockInterval); block > 0 {
+					dispatch(r.finishAndWait(bg, batch, space, block))
+					continue
+				}
+			}
 			dispatch(r.flush(bg, batch, space))
 			continue
 		}
@@ -597,6 +603,84 @@ func (r *runState) runOne(d *delivery) (outcome, bool) {
 	return o, mine
 }
 
+func (r *runState) finish(ctx context.Context, batch []outcome, fetch int) ([]*delivery, error) {
+	script, keys, args := r.e.lane.finishCall(r.consumer, batch, fetch)
+	v, err := script.Run(ctx, r.e.client, keys, args...).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("record results (%s): %w", r.e.lane.label(), err)
+	}
+	return r.parseFinish(v), nil
+}
+
+func (r *runState) parseFinish(v []any) []*delivery {
+	if len(v) < 2 {
+		return nil
+	}
+	return parseStreamsReply(v[1], r.e.lane.streams())
+}
+
+// finishAndWait is flush for an otherwise idle consumer: the script that
+// records the batch and a blocking XREADGROUP go in one pipeline, so
+// recording a job and waiting for the next one cost one round trip
+// between them. The read returns at once when entries are waiting.
+func (r *runState) finishAndWait(ctx context.Context, batch []outcome, count int, block time.Duration) []*delivery {
+	script, keys, args := r.e.lane.finishCall(r.consumer, batch, 0)
+	streams := r.e.lane.streams()
+	sargs := make([]string, 0, 2*len(streams))
+	sargs = append(sargs, streams...)
+	for range streams {
+		sargs = append(sargs, ">")
+	}
+	pipe := r.e.client.Pipeline()
+	fin := script.EvalSha(ctx, pipe, keys, args...)
+	rd := pipe.XReadGroup(ctx, &redis.XReadGroupArgs{Group: r.e.lane.group(), Consumer: r.consumer, Streams: sargs, Count: int64(count), Block: block})
+	_, _ = pipe.Exec(ctx)
+	// The read's entries are ours whatever happened to the script (a
+	// NOSCRIPT after a Redis restart fails only the script).
+	var out []*delivery
+	if err := rd.Err(); err == nil {
+		for _, s := range rd.Val() {
+			idx := indexOf(streams, s.Stream)
+			for _, m := range s.Messages {
+				f := make(map[string]string, len(m.Values))
+				for k, v := range m.Values {
+					if sv, ok := v.(string); ok {
+						f[k] = sv
+					}
+				}
+				out = append(out, &delivery{stream: idx, id: m.ID, fields: f})
+			}
+		}
+	} else if !errors.Is(err, redis.Nil) {
+		r.readFailed(ctx, err)
+	}
+	if err := fin.Err(); err != nil {
+		// Record the normal way: it loads the script and retries, and a
+		// result counts only once however often the script runs.
+		return append(out, r.flush(ctx, batch, 0)...)
+	}
+	r.count(batch)
+	return out
+}
+
+func (r *runState) count(batch []outcome) {
+	for _, o := range batch {
+		switch o.kind {
+		case outOK:
+			r.processed.Add(1)
+			r.succeeded.Add(1)
+		case outRetry:
+			r.processed.Add(1)
+			r.failed.Add(1)
+		case outFail:
+			r.processed.Add(1)
+			r.dead.Add(1)
+		case outRequeue:
+			r.requeued.Add(1)
+		}
+	}
+}
+
 // flush records a batch, retrying transient errors: a result counts only
 // while its entry is still pending, so running a finish script twice
 // changes nothing. If Redis stays unreachable the entries stay pending and
@@ -605,23 +689,9 @@ func (r *runState) flush(ctx context.Context, batch []outcome, fetch int) []*del
 	var err error
 	for i, wait := 0, 50*time.Millisecond; i < 6; i, wait = i+1, wait*2 {
 		var ds []*delivery
-		ds, err = r.e.lane.finish(ctx, r.consumer, batch, fetch)
+		ds, err = r.finish(ctx, batch, fetch)
 		if err == nil {
-			for _, o := range batch {
-				switch o.kind {
-				case outOK:
-					r.processed.Add(1)
-					r.succeeded.Add(1)
-				case outRetry:
-					r.processed.Add(1)
-					r.failed.Add(1)
-				case outFail:
-					r.processed.Add(1)
-					r.dead.Add(1)
-				case outRequeue:
-					r.requeued.Add(1)
-				}
-			}
+			r.count(batch)
 			return ds
 		}
 		// A reply lost after the script ran already fetched entries for

@@ -192,7 +192,7 @@ end
 return {0, fetched}
 `)
 
-func (l *eventLane) finish(ctx context.Context, consumer string, outs []outcome, fetch int) ([]*delivery, error) {
+func (l *eventLane) finishCall(consumer string, outs []outcome, fetch int) (*redis.Script, []string, []any) {
 	keys := []string{l.b.keys.stream, l.k.retry, l.k.delayed, l.k.held, l.k.dead}
 	args := make([]any, 0, 4+9*len(outs))
 	args = append(args, l.name, consumer, fetch, max(l.b.opt.DeadLetterMaxLen, 0))
@@ -209,14 +209,7 @@ func (l *eventLane) finish(ctx context.Context, consumer string, outs []outcome,
 		}
 		args = append(args, d.stream+1, d.id, o.kind, o.delay.Milliseconds(), attempt, o.err, origin, typ, ev)
 	}
-	v, err := finishEventsScript.Run(ctx, l.b.client, keys, args...).Slice()
-	if err != nil {
-		return nil, fmt.Errorf("finish events of %s: %w", l.name, err)
-	}
-	if len(v) < 2 {
-		return nil, nil
-	}
-	return parseStreamsReply(v[1], l.streams()), nil
+	return finishEventsScript, keys, args
 }
 
 // promoteEventsScript moves retries whose backoff is over into the

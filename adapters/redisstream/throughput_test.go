@@ -2,7 +2,9 @@ package redisstream
 
 import (
 	"context"
+	"encoding/json"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -119,4 +121,55 @@ func TestThroughputBare(t *testing.T) {
 	}
 	d := time.Since(start)
 	t.Logf("bare: %d in %v: %.0f/s", n, d, float64(n)/d.Seconds())
+}
+
+// TestLatency measures enqueue-to-handler-start latency of an idle
+// worker for jobs added 2 ms apart (SHIFTFLOW_QUEUE_THROUGHPUT=<jobs>).
+func TestLatency(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("SHIFTFLOW_QUEUE_THROUGHPUT"))
+	if n == 0 {
+		t.Skip("set SHIFTFLOW_QUEUE_THROUGHPUT=<jobs> to measure")
+	}
+	n = min(n, 2000)
+	opt, _ := redis.ParseURL(testenv.Need(t, testenv.VarRedisURL))
+	c := redis.NewClient(opt)
+	h := &tripHook{}
+	c.AddHook(h)
+	prefix := testenv.Unique("sfb")
+	t.Cleanup(func() { deletePrefix(t, c, prefix) })
+	q := NewQueues(c, QueueOptions{Prefix: prefix, KeepCompleted: -1})
+	var mu sync.Mutex
+	lat := make([]time.Duration, 0, n)
+	added := make([]time.Time, n)
+	w, _ := q.Worker("lat", func(ctx context.Context, j *job.Job) error {
+		now := time.Now()
+		var d struct{ I int }
+		_ = json.Unmarshal(j.Data, &d)
+		mu.Lock()
+		lat = append(lat, now.Sub(added[d.I]))
+		mu.Unlock()
+		return nil
+	}, WorkerOptions{Concurrency: 10, Logger: quiet})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- w.Run(ctx) }()
+	time.Sleep(300 * time.Millisecond)
+	h.n.Store(0)
+	for i := 0; i < n; i++ {
+		mu.Lock()
+		added[i] = time.Now()
+		mu.Unlock()
+		if _, err := q.Add(ctx, "lat", "x", map[string]int{"i": i}, job.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(lat)
+	t.Logf("latency over %d jobs: p50 %v p99 %v max %v; %.2f trips/job (incl. idle reads)", len(lat),
+		lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1], float64(h.n.Load())/float64(n))
 }

@@ -166,7 +166,7 @@ end
 return {applied, fetched}
 `)
 
-func (l *jobLane) finish(ctx context.Context, consumer string, outs []outcome, fetch int) ([]*delivery, error) {
+func (l *jobLane) finishCall(consumer string, outs []outcome, fetch int) (*redis.Script, []string, []any) {
 	keys := make([]string, 4, 4+len(outs))
 	keys[0], keys[1], keys[2], keys[3] = l.k.stream, l.k.delayed, l.k.completed, l.k.failed
 	args := make([]any, 0, 4+6*len(outs))
@@ -180,14 +180,7 @@ func (l *jobLane) finish(ctx context.Context, consumer string, outs []outcome, f
 		}
 		args = append(args, o.d.id, id, o.kind, o.delay.Milliseconds(), o.err, started)
 	}
-	v, err := finishJobsScript.Run(ctx, l.q.client, keys, args...).Slice()
-	if err != nil {
-		return nil, fmt.Errorf("finish jobs of %s: %w", l.queue, err)
-	}
-	if len(v) < 2 {
-		return nil, nil
-	}
-	return parseStreamsReply(v[1], l.streams()), nil
+	return finishJobsScript, keys, args
 }
 
 // promoteJobsScript moves due delayed jobs and retries to the stream, and

@@ -202,3 +202,54 @@ func TestOpenAPISchemasUseTheFieldNamesOfTheCode(t *testing.T) {
 		}
 	}
 }
+
+func TestOpenAPIReferencesResolve(t *testing.T) {
+	raw, err := os.ReadFile("openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var root map[string]any
+	if err := yaml.Unmarshal(raw, &root); err != nil {
+		t.Fatal(err)
+	}
+	resolve := func(ref string) bool {
+		if !strings.HasPrefix(ref, "#/") {
+			return false
+		}
+		var cur any = root
+		for _, part := range strings.Split(strings.TrimPrefix(ref, "#/"), "/") {
+			m, ok := cur.(map[string]any)
+			if !ok {
+				return false
+			}
+			if cur, ok = m[part]; !ok {
+				return false
+			}
+		}
+		return true
+	}
+	var walk func(any)
+	n := 0
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, e := range x {
+				if k == "$ref" {
+					n++
+					if s, _ := e.(string); !resolve(s) {
+						t.Errorf("unresolved $ref %v", e)
+					}
+				}
+				walk(e)
+			}
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		}
+	}
+	walk(root)
+	if n < 50 {
+		t.Fatalf("only %d $refs found; the walk is broken", n)
+	}
+}

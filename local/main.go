@@ -125,7 +125,7 @@ func run(ctx context.Context, logger *slog.Logger, withHTTP bool) error {
 			<-drainsDone
 			return fmt.Errorf("listen on %s (set PORT or HOST): %w", addr, err)
 		}
-		hs = &http.Server{Handler: cors(envOr("CORS_ORIGIN", "*"), a.Handler()), ReadHeaderTimeout: 10 * time.Second}
+		hs = &http.Server{Handler: app.CORS(envOr("CORS_ORIGIN", "*"), a.Handler()), ReadHeaderTimeout: 10 * time.Second}
 		go func() { httpDone <- hs.Serve(l) }()
 		printWelcome(l.Addr().String(), login)
 	} else {
@@ -181,36 +181,6 @@ func finalDrain(a *app.App, logger *slog.Logger) {
 		}
 		logger.Info("final drain", "processed", total.Processed)
 	}
-}
-
-// cors answers browser preflights and marks responses readable by the
-// frontend's origin ("*" or a comma-separated list). The API uses bearer
-// tokens, never cookies, so no credentials are allowed.
-func cors(origins string, h http.Handler) http.Handler {
-	allowed := map[string]bool{}
-	for _, o := range strings.Split(origins, ",") {
-		allowed[strings.TrimSpace(o)] = true
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		origin := r.Header.Get("Origin")
-		if origin != "" && (allowed["*"] || allowed[origin]) {
-			if allowed["*"] {
-				w.Header().Set("Access-Control-Allow-Origin", "*")
-			} else {
-				w.Header().Set("Access-Control-Allow-Origin", origin)
-				w.Header().Add("Vary", "Origin")
-			}
-			w.Header().Set("Access-Control-Expose-Headers", "Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, X-Request-Id")
-			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
-				w.Header().Set("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS")
-				w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Request-Id")
-				w.Header().Set("Access-Control-Max-Age", "600")
-				w.WriteHeader(http.StatusNoContent)
-				return
-			}
-		}
-		h.ServeHTTP(w, r)
-	})
 }
 
 func printWelcome(addr string, l demoLogin) {

@@ -40,8 +40,14 @@ func init() {
 			return gcf.Functions{}, err
 		}
 		fns := gcf.Functions{HTTP: map[string]http.Handler{}, Drains: map[string]gcf.DrainFunc{}, Logger: a.Logger}
+		origins := os.Getenv("CORS_ORIGIN")
 		for _, n := range app.HTTPFunctions() {
 			fns.HTTP[n] = a.FunctionHandler(n)
+			if origins != "" {
+				// Browsers call the function URLs directly: no gateway
+				// answers their preflights for us.
+				fns.HTTP[n] = app.CORS(origins, fns.HTTP[n])
+			}
 		}
 		for _, n := range app.DrainFunctions() {
 			fns.Drains[n] = a.Drain(n)

@@ -176,3 +176,73 @@ func TestFlowThroughCloudFunctionsEntryPoints(t *testing.T) {
 		t.Fatalf("login served POST /shifts: %d", status)
 	}
 }
+
+// TestDeployScriptStagesABuildableSource runs infra/gcp-deploy.sh without
+// deploying: every function and scheduler job is in its plan, and the
+// staged source root is a Go package that builds and registers the entry
+// points without linking an embedded server.
+func TestDeployScriptStagesABuildableSource(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the staged source; skipped with -short")
+	}
+	root, err := lambdaRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, trigger := range []string{"pubsub", "http"} {
+		stage := t.TempDir()
+		cmd := exec.Command("bash", "infra/gcp-deploy.sh")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "DRY_RUN=1", "STAGE_DIR="+stage, "DRAIN_TRIGGER="+trigger)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", trigger, err, out)
+		}
+		plan := string(out)
+		for _, fn := range append(app.HTTPFunctions(), app.DrainFunctions()...) {
+			entry := fn
+			if trigger == "http" && !slicesContains(app.HTTPFunctions(), fn) {
+				entry = fn + "HTTP"
+			}
+			if !strings.Contains(plan, "gcloud functions deploy "+entry+" ") || !strings.Contains(plan, "--entry-point="+entry+" ") {
+				t.Errorf("%s: no deploy of %s in:\n%s", trigger, entry, plan)
+			}
+		}
+		if n := strings.Count(plan, "gcloud scheduler jobs create"); n != len(app.DrainFunctions()) {
+			t.Errorf("%s: %d scheduler jobs, want one per drain", trigger, n)
+		}
+		if trigger == "pubsub" {
+			build := exec.Command("go", "build", ".")
+			build.Dir = stage
+			if b, err := build.CombinedOutput(); err != nil {
+				t.Fatalf("the staged function source does not build: %v\n%s", err, b)
+			}
+			deps := exec.Command("go", "list", "-deps", ".")
+			deps.Dir = stage
+			b, err := deps.Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(b), "/adapters/gcf/entrypoints\n") || strings.Contains(strings.ToLower(string(b)), "ferretdb") {
+				t.Errorf("staged package must import entrypoints and no embedded server")
+			}
+		}
+	}
+}
+
+func slicesContains(xs []string, x string) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+func lambdaRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSuffix(strings.TrimSpace(string(out)), "/go.mod"), nil
+}

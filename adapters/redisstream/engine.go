@@ -122,10 +122,33 @@ func (e *engine) DrainLongPoll(ctx context.Context) (event.DrainSummary, error) 
 }
 
 // Run processes until ctx is cancelled, then waits up to ShutdownTimeout
-// for in-flight handlers and hands back whatever did not finish.
+// for in-flight handlers and hands back whatever did not finish. Redis
+// being unreachable at start or later is logged and retried, not fatal:
+// a long-running worker outlives a Redis restart. It returns nil once ctx
+// is cancelled, or ErrAlreadyRunning.
 func (e *engine) Run(ctx context.Context) error {
-	_, err := e.run(ctx, modePoll)
-	return err
+	wait := 100 * time.Millisecond
+	for {
+		_, err := e.run(ctx, modePoll)
+		if ctx.Err() != nil || errors.Is(err, ErrAlreadyRunning) {
+			if errors.Is(err, ErrAlreadyRunning) {
+				return err
+			}
+			return nil
+		}
+		if err == nil {
+			// A deadline on ctx ended the poll; Run goes on until cancelled.
+			if _, ok := ctx.Deadline(); ok {
+				return nil
+			}
+			continue
+		}
+		e.log.Error("consumer loop failed; restarting", "err", err, "in", wait)
+		if !sleepCtx(ctx, wait) {
+			return nil
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
 }
 
 type runState struct {

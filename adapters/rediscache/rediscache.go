@@ -1,6 +1,7 @@
 // Package rediscache is the Redis-backed store of core/cache: values are
-// plain strings with a TTL (SET PX), so every function instance shares one
-// cache and a write anywhere invalidates it everywhere.
+// plain strings with a TTL, next to a version counter that invalidation
+// bumps, so every function instance shares one cache and a write anywhere
+// invalidates it everywhere, including loads already in flight.
 package rediscache
 
 import (
@@ -18,8 +19,14 @@ import (
 // DefaultPrefix namespaces cache keys.
 const DefaultPrefix = "shiftflow:cache:"
 
-// Store implements cache.Store on Redis (single node or cluster: every
-// command touches one key).
+// versionTTL keeps a version counter far longer than any value it guards.
+// If it expires anyway, a load that read the old version finds 0 and does
+// not store: the safe direction.
+const versionTTL = 24 * time.Hour
+
+// Store implements cache.Store on Redis. The value of key k lives at
+// "{k}" and its version at "{k}:v": the hash tag puts both in one slot,
+// so the scripts below also run on Redis Cluster.
 type Store struct{ c redis.UniversalClient }
 
 var _ cache.Store = (*Store)(nil)
@@ -27,9 +34,12 @@ var _ cache.Store = (*Store)(nil)
 // New returns the store on c.
 func New(c redis.UniversalClient) *Store { return &Store{c: c} }
 
+func valueKey(k string) string   { return "{" + k + "}" }
+func versionKey(k string) string { return "{" + k + "}:v" }
+
 // Get returns the value, or false when absent or expired.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, bool, error) {
-	b, err := s.c.Get(ctx, key).Bytes()
+	b, err := s.c.Get(ctx, valueKey(key)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, false, nil
 	}
@@ -39,21 +49,49 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, bool, error) {
 	return b, true, nil
 }
 
-// Set stores the value with the TTL.
-func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	if err := s.c.Set(ctx, key, value, ttl).Err(); err != nil {
-		return fmt.Errorf("cache set %s: %w", key, err)
+// Version returns the key's version, 0 when it was never invalidated.
+func (s *Store) Version(ctx context.Context, key string) (int64, error) {
+	v, err := s.c.Get(ctx, versionKey(key)).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
 	}
-	return nil
+	if err != nil {
+		return 0, fmt.Errorf("cache version %s: %w", key, err)
+	}
+	return v, nil
 }
 
-// Delete removes keys one by one (keys of a cluster may live on different
-// nodes, and a multi-key DEL across slots fails with CROSSSLOT).
-func (s *Store) Delete(ctx context.Context, keys ...string) error {
-	for _, k := range keys {
-		if err := s.c.Del(ctx, k).Err(); err != nil {
-			return fmt.Errorf("cache delete %s: %w", k, err)
-		}
+// setIfVersion stores a value if the version is unchanged.
+// KEYS[1] value, KEYS[2] version; ARGV[1] expected version, ARGV[2] value,
+// ARGV[3] ttl in ms. Returns 1 if stored, 0 if the version moved.
+var setIfVersion = redis.NewScript(`
+local v = tonumber(redis.call('GET', KEYS[2]) or '0')
+if v ~= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1`)
+
+// SetIfVersion stores the value for ttl if the key's version is still ver.
+func (s *Store) SetIfVersion(ctx context.Context, key string, value []byte, ttl time.Duration, ver int64) (bool, error) {
+	n, err := setIfVersion.Run(ctx, s.c, []string{valueKey(key), versionKey(key)},
+		ver, value, max(ttl.Milliseconds(), 1)).Int()
+	if err != nil {
+		return false, fmt.Errorf("cache set %s: %w", key, err)
+	}
+	return n == 1, nil
+}
+
+// invalidate bumps the version and removes the value.
+// KEYS[1] value, KEYS[2] version; ARGV[1] version ttl in ms.
+var invalidate = redis.NewScript(`
+redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[1])
+return 1`)
+
+// Invalidate removes the value and bumps the version atomically.
+func (s *Store) Invalidate(ctx context.Context, key string) error {
+	if err := invalidate.Run(ctx, s.c, []string{valueKey(key), versionKey(key)}, versionTTL.Milliseconds()).Err(); err != nil {
+		return fmt.Errorf("cache invalidate %s: %w", key, err)
 	}
 	return nil
 }

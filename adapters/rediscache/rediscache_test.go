@@ -156,26 +156,35 @@ func TestEntriesExpireAfterTheKindsTTL(t *testing.T) {
 }
 
 func TestALoadRacingAWriteDoesNotStoreTheOldValue(t *testing.T) {
-	ctx := ctxT(t)
-	rc, _ := testenv.MiniRedis(t)
-	c := newCache(rc, time.Hour)
-	started, release := make(chan struct{}), make(chan struct{})
-	go func() {
-		_, _ = cache.GetOrLoad(ctx, c, cache.KindPricing, "org1", func(context.Context) (string, error) {
-			close(started)
-			<-release
-			return "old", nil
+	for _, target := range testenv.RedisTargets(t) {
+		t.Run(target.Name, func(t *testing.T) {
+			ctx := ctxT(t)
+			// Two caches on one Redis and prefix: two function instances.
+			prefix := testenv.Unique("test:cache") + ":"
+			loader := cache.New(rediscache.New(target.Client), nil, prefix, nil)
+			writer := cache.New(rediscache.New(target.Client), nil, prefix, nil)
+			started, release, finished := make(chan struct{}), make(chan struct{}), make(chan struct{})
+			go func() {
+				defer close(finished)
+				_, _ = cache.GetOrLoad(ctx, loader, cache.KindPricing, "org1", func(context.Context) (string, error) {
+					close(started)
+					<-release // the database answered "old" just before the write
+					return "old", nil
+				})
+			}()
+			<-started
+			if err := writer.Invalidate(ctx, cache.KindPricing, "org1"); err != nil { // the write happens here
+				t.Fatal(err)
+			}
+			close(release)
+			<-finished
+			for _, c := range []*cache.Cache{loader, writer} {
+				got, _ := cache.GetOrLoad(ctx, c, cache.KindPricing, "org1", func(context.Context) (string, error) { return "new", nil })
+				if got != "new" {
+					t.Fatalf("got %q: the load that raced the write stored its old value", got)
+				}
+			}
 		})
-	}()
-	<-started
-	if err := c.Invalidate(ctx, cache.KindPricing, "org1"); err != nil { // the write happens here
-		t.Fatal(err)
-	}
-	close(release)
-	time.Sleep(50 * time.Millisecond)
-	got, _ := cache.GetOrLoad(ctx, c, cache.KindPricing, "org1", func(context.Context) (string, error) { return "new", nil })
-	if got != "new" {
-		t.Fatalf("got %q: the load that raced the write stored its old value", got)
 	}
 }
 

@@ -19,13 +19,21 @@ import (
 )
 
 // Store is where cached values live. Implementations: adapters/rediscache.
+//
+// Every key has a version that Invalidate bumps. A load reads the version
+// before it reads the database and stores its value only if the version
+// is unchanged (SetIfVersion), so a load that raced a write, in this or any
+// other process, never puts the old value back.
 type Store interface {
 	// Get returns the value and true, or false when the key is absent.
 	Get(ctx context.Context, key string) ([]byte, bool, error)
-	// Set stores the value for ttl.
-	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
-	// Delete removes keys; absent keys are not an error.
-	Delete(ctx context.Context, keys ...string) error
+	// Version returns the key's current version (0 if never invalidated).
+	Version(ctx context.Context, key string) (int64, error)
+	// SetIfVersion stores the value for ttl if the key's version is still
+	// ver, and reports whether it did.
+	SetIfVersion(ctx context.Context, key string, value []byte, ttl time.Duration, ver int64) (bool, error)
+	// Invalidate removes the value and bumps the version, atomically.
+	Invalidate(ctx context.Context, key string) error
 }
 
 // Kinds of cached data and their default TTLs.
@@ -59,10 +67,7 @@ type Cache struct {
 
 	mu       sync.Mutex
 	inflight map[string]*call
-	// gen counts invalidations per key so that a load which started
-	// before an invalidation does not write its stale value back.
-	gen   map[string]uint64
-	stats map[string]*counters
+	stats    map[string]*counters
 }
 
 type call struct {
@@ -86,7 +91,7 @@ func New(store Store, ttl map[string]time.Duration, prefix string, log *slog.Log
 	}
 	return &Cache{
 		store: store, ttl: t, prefix: prefix, log: log,
-		inflight: map[string]*call{}, gen: map[string]uint64{}, stats: map[string]*counters{},
+		inflight: map[string]*call{}, stats: map[string]*counters{},
 	}
 }
 
@@ -171,7 +176,6 @@ func (c *Cache) getOrLoad(ctx context.Context, kind, key string, load func(conte
 	}
 	cl := &call{done: make(chan struct{})}
 	c.inflight[full] = cl
-	gen := c.gen[full]
 	c.mu.Unlock()
 
 	// The leader's load runs without the leader's cancellation so that a
@@ -183,18 +187,18 @@ func (c *Cache) getOrLoad(ctx context.Context, kind, key string, load func(conte
 		lctx, cancel = context.WithDeadline(lctx, dl)
 		defer cancel()
 	}
+	// The version is read before the database: a write that lands
+	// during the load bumps it, and the value is then not stored.
+	ver, verErr := c.store.Version(lctx, full)
 	st.loads.Add(1)
 	cl.val, cl.err = load(lctx)
-	if cl.err == nil {
-		c.mu.Lock()
-		fresh := c.gen[full] == gen
-		c.mu.Unlock()
-		if fresh {
-			if err := c.store.Set(lctx, full, cl.val, c.TTL(kind)); err != nil {
-				st.errors.Add(1)
-				c.log.WarnContext(ctx, "cache: set failed", "kind", kind, "key", key, "err", err)
-			}
+	if cl.err == nil && verErr == nil {
+		if _, err := c.store.SetIfVersion(lctx, full, cl.val, c.TTL(kind), ver); err != nil {
+			st.errors.Add(1)
+			c.log.WarnContext(ctx, "cache: set failed", "kind", kind, "key", key, "err", err)
 		}
+	} else if verErr != nil {
+		st.errors.Add(1)
 	}
 	c.mu.Lock()
 	delete(c.inflight, full)
@@ -204,14 +208,11 @@ func (c *Cache) getOrLoad(ctx context.Context, kind, key string, load func(conte
 }
 
 // Invalidate removes (kind, key) from the store. Call it after the data
-// was written, so the next read loads the new value. A load in flight in
-// this process does not store its (possibly older) value afterwards.
+// was written, so the next read loads the new value. A load in flight
+// anywhere does not store its (possibly older) value afterwards.
 func (c *Cache) Invalidate(ctx context.Context, kind, key string) error {
 	full := c.key(kind, key)
-	c.mu.Lock()
-	c.gen[full]++
-	c.mu.Unlock()
-	if err := c.store.Delete(ctx, full); err != nil {
+	if err := c.store.Invalidate(ctx, full); err != nil {
 		return fmt.Errorf("cache invalidate %s %s: %w", kind, key, err)
 	}
 	return nil

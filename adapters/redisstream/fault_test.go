@@ -457,8 +457,15 @@ func TestFaultPoisonJobDeadLetteredWhileOthersFlow(t *testing.T) {
 	})
 	eventually(t, 20*time.Second, "all normal jobs to complete", func() bool {
 		mu.Lock()
-		defer mu.Unlock()
-		return len(normalDone) == normal
+		n := len(normalDone)
+		mu.Unlock()
+		if n > normal {
+			t.Fatalf("%d normal jobs completed, want %d", n, normal)
+		}
+		if n < normal && time.Since(got.FinishedAt) > 15*time.Second {
+			t.Fatalf("%d of %d normal jobs completed 15s after the poison job failed; counts %+v", n, normal, mustCounts(t, q, queue))
+		}
+		return n == normal
 	})
 	time.Sleep(300 * time.Millisecond) // a wrong extra retry would show up here
 	if err := stop(); err != nil {

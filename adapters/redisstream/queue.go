@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -75,17 +76,16 @@ func unavailable(what string, err error) error {
 
 // enqueueLua is shared by the scripts that put a job (back) in its stream.
 // The stream entry carries everything a worker needs, so running a job
-// costs no extra read of its hash. It has two fields, "id" and "j" (attempt,
-// max attempts, backoff, created ms, correlation id, name, data, joined by
-// the unit separator 0x1f, data last): Redis walks an entry's fields when
-// it deletes one, and few fields made XDEL several times cheaper than one
-// field per value. Names and correlation ids never contain control
-// characters (Add refuses them), so only the data may hold a separator.
+// costs no extra read of its hash. It has two fields, "id" and "j": the
+// attempt, then the job's record "r" (max attempts, backoff, created ms,
+// correlation id, name, data), joined by the unit separator 0x1f, data
+// last. Few fields keep Redis's work small: it walks an entry's fields when
+// it deletes one, and a short HSET/XADD is most of what Add costs. Names
+// and correlation ids never contain control characters (Add refuses
+// them), so only the data may hold a separator.
 const enqueueLua = `
 local function enqueue(stream, hk, id, attempt)
-  local h = redis.call('HMGET', hk, 'name', 'data', 'max', 'backoff', 'corr', 'created')
-  local mid = redis.call('XADD', stream, '*', 'id', id,
-    'j', attempt .. '\31' .. h[3] .. '\31' .. h[4] .. '\31' .. h[6] .. '\31' .. h[5] .. '\31' .. h[1] .. '\31' .. h[2])
+  local mid = redis.call('XADD', stream, '*', 'id', id, 'j', attempt .. '\31' .. redis.call('HGET', hk, 'r'))
   redis.call('HSET', hk, 'state', 'waiting', 'attempt', attempt, 'msg', mid)
   return mid
 end
@@ -93,41 +93,74 @@ local function nowms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+local function maxattempts(hk)
+  return tonumber(string.match(redis.call('HGET', hk, 'r'), '^(%d+)'))
+end
 `
 
 // addScript adds a job unless its id exists (de-duplication), either to
-// the stream (ready) or to the delayed set. The clock is Redis's, so
-// producers with skewed clocks agree on due times.
+// the stream (ready) or to the delayed set. Due times use Redis's clock,
+// so producers with skewed clocks agree on them.
 //
 // KEYS[1] job hash
 // KEYS[2] stream
 // KEYS[3] delayed zset
 // ARGV[1] job id
-// ARGV[2] name
-// ARGV[3] data (JSON)
-// ARGV[4] max attempts
-// ARGV[5] backoff (encoded)
-// ARGV[6] keep completed (<= 0: keep none)
-// ARGV[7] correlation id
-// ARGV[8] delay ms
+// ARGV[2] record: max attempts, backoff, created ms, correlation id, name, data (0x1f-separated)
+// ARGV[3] keep completed (<= 0: keep none)
+// ARGV[4] delay ms
 // Returns 1 if added, 0 if the id existed.
 var addScript = redis.NewScript(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local delay = tonumber(ARGV[8])
-local state, mid = 'delayed', ''
+local delay = tonumber(ARGV[4])
 if delay > 0 then
-  redis.call('ZADD', KEYS[3], now + delay, ARGV[1])
+  local t = redis.call('TIME')
+  redis.call('ZADD', KEYS[3], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + delay, ARGV[1])
+  redis.call('HSET', KEYS[1], 'r', ARGV[2], 'keep', ARGV[3], 'attempt', 1, 'state', 'delayed', 'msg', '')
 else
-  state = 'waiting'
-  mid = redis.call('XADD', KEYS[2], '*', 'id', ARGV[1],
-    'j', '1\31' .. ARGV[4] .. '\31' .. ARGV[5] .. '\31' .. now .. '\31' .. ARGV[7] .. '\31' .. ARGV[2] .. '\31' .. ARGV[3])
+  local mid = redis.call('XADD', KEYS[2], '*', 'id', ARGV[1], 'j', '1\31' .. ARGV[2])
+  redis.call('HSET', KEYS[1], 'r', ARGV[2], 'keep', ARGV[3], 'attempt', 1, 'state', 'waiting', 'msg', mid)
 end
-redis.call('HSET', KEYS[1], 'name', ARGV[2], 'data', ARGV[3], 'max', ARGV[4], 'backoff', ARGV[5],
-  'keep', ARGV[6], 'corr', ARGV[7], 'created', now, 'attempt', 1, 'err', '', 'state', state, 'msg', mid)
 return 1
 `)
+
+// jobRecord packs the immutable part of a job (see enqueueLua).
+func jobRecord(maxAttempts int, bo job.Backoff, created time.Time, corr, name string, data []byte) string {
+	var b strings.Builder
+	b.Grow(64 + len(corr) + len(name) + len(data))
+	b.WriteString(strconv.Itoa(maxAttempts))
+	b.WriteByte(0x1f)
+	b.WriteString(encodeBackoff(bo))
+	b.WriteByte(0x1f)
+	b.WriteString(strconv.FormatInt(created.UnixMilli(), 10))
+	b.WriteByte(0x1f)
+	b.WriteString(corr)
+	b.WriteByte(0x1f)
+	b.WriteString(name)
+	b.WriteByte(0x1f)
+	b.Write(data)
+	return b.String()
+}
+
+// jobFields are the parts of "j" (attempt + record), or nil if malformed.
+type jobFields struct {
+	attempt, max int
+	backoff      job.Backoff
+	created      time.Time
+	corr, name   string
+	data         json.RawMessage
+}
+
+func parseJobFields(j string) (jobFields, bool) {
+	p := strings.SplitN(j, "\x1f", 7)
+	if len(p) != 7 {
+		return jobFields{}, false
+	}
+	attempt, _ := strconv.Atoi(p[0])
+	maxA, _ := strconv.Atoi(p[1])
+	return jobFields{attempt: attempt, max: maxA, backoff: decodeBackoff(p[2]), created: msTime(p[3]),
+		corr: p[4], name: p[5], data: json.RawMessage(p[6])}, true
+}
 
 // Add enqueues a job and returns its id. With opts.JobID set, adding an id
 // that exists (waiting, delayed, active, failed, or completed and still
@@ -179,8 +212,8 @@ func (q *Queues) Add(ctx context.Context, queue, name string, data any, opts job
 	if opts.Delay > 0 && delay == 0 {
 		delay = 1
 	}
-	err = addScript.Run(ctx, q.client, []string{k.job(id), k.stream, k.delayed},
-		id, name, string(raw), attempts, encodeBackoff(bo), keep, opts.CorrelationID, delay).Err()
+	rec := jobRecord(attempts, bo, time.Now(), opts.CorrelationID, name, raw)
+	err = addScript.Run(ctx, q.client, []string{k.job(id), k.stream, k.delayed}, id, rec, keep, delay).Err()
 	if err != nil {
 		return "", unavailable("add job to "+queue, err)
 	}
@@ -299,12 +332,11 @@ func msTime(s string) time.Time {
 }
 
 func jobFromHash(queue, id string, h map[string]string) *job.Job {
-	attempt, _ := strconv.Atoi(h["attempt"])
-	maxA, _ := strconv.Atoi(h["max"])
+	f, _ := parseJobFields(h["attempt"] + "\x1f" + h["r"])
 	return &job.Job{
-		ID: id, Queue: queue, Name: h["name"], Data: json.RawMessage(h["data"]),
-		Attempt: attempt, MaxAttempts: maxA, CorrelationID: h["corr"], State: h["state"],
-		LastError: h["err"], CreatedAt: msTime(h["created"]), ProcessedAt: msTime(h["processed"]),
+		ID: id, Queue: queue, Name: f.name, Data: f.data,
+		Attempt: f.attempt, MaxAttempts: f.max, CorrelationID: f.corr, State: h["state"],
+		LastError: h["err"], CreatedAt: f.created, ProcessedAt: msTime(h["processed"]),
 		FinishedAt: msTime(h["finished"]),
 	}
 }

@@ -2,11 +2,9 @@ package redisstream
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"time"
 
@@ -70,17 +68,15 @@ func (l *jobLane) ensure(ctx context.Context, force bool) error {
 }
 
 func (l *jobLane) handle(ctx context.Context, d *delivery) outcome {
-	// "j": attempt, max, backoff, created ms, correlation id, name, data.
-	p := strings.SplitN(d.fields["j"], "\x1f", 7)
-	if len(p) != 7 {
+	f, ok := parseJobFields(d.fields["j"])
+	if !ok {
 		return outcome{d: d, kind: outFail, err: "malformed stream entry"}
 	}
-	attempt, _ := strconv.Atoi(p[0])
-	maxA, _ := strconv.Atoi(p[1])
+	attempt, maxA := f.attempt, f.max
 	j := &job.Job{
-		ID: d.fields["id"], Queue: l.queue, Name: p[5], Data: json.RawMessage(p[6]),
-		Attempt: attempt, MaxAttempts: maxA, CorrelationID: p[4], State: job.StateActive,
-		CreatedAt: msTime(p[3]), ProcessedAt: d.started.UTC(),
+		ID: d.fields["id"], Queue: l.queue, Name: f.name, Data: f.data,
+		Attempt: attempt, MaxAttempts: maxA, CorrelationID: f.corr, State: job.StateActive,
+		CreatedAt: f.created, ProcessedAt: d.started.UTC(),
 	}
 	err := handlerCall(func() error { return l.h(ctx, j) })
 	if err == nil {
@@ -95,7 +91,7 @@ func (l *jobLane) handle(ctx context.Context, d *delivery) outcome {
 		log.Error("job failed; dead-lettered", "err", msg)
 		return outcome{d: d, kind: outFail, err: msg}
 	}
-	delay := backoffDelay(decodeBackoff(p[2]), attempt)
+	delay := backoffDelay(f.backoff, attempt)
 	log.Warn("job attempt failed; will retry", "err", msg, "retryIn", delay)
 	return outcome{d: d, kind: outRetry, err: msg, delay: delay}
 }
@@ -235,7 +231,7 @@ for _, e in ipairs(r[2]) do
     local hk = ARGV[5] .. id
     if redis.call('HGET', hk, 'msg') == mid then
       local attempt = tonumber(redis.call('HGET', hk, 'attempt'))
-      local max = tonumber(redis.call('HGET', hk, 'max'))
+      local max = maxattempts(hk)
       local err = 'stalled: no heartbeat for the visibility timeout (worker crashed or frozen) in attempt ' .. attempt
       if attempt < max then
         redis.call('HSET', hk, 'err', err)

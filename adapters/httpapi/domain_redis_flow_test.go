@@ -34,7 +34,7 @@ func domRedis(t *testing.T) redis.UniversalClient {
 }
 
 var domConsumer = redisstream.ConsumerOptions{Concurrency: 2, BlockInterval: 50 * time.Millisecond,
-	SafetyMargin: 100 * time.Millisecond, HandlerTimeout: 10 * time.Second}
+	SafetyMargin: 100 * time.Millisecond, HandlerTimeout: 5 * time.Second}
 
 // domRealBus is the redisstream bus and queues under a unique prefix.
 type domRealBus struct {
@@ -78,7 +78,9 @@ func domNewSpy(t *testing.T, b domRealBus, types ...string) *domSpy {
 // drain runs a drainer until it is empty and returns its summary.
 func domDrain(t *testing.T, d event.Drainer) event.DrainSummary {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	// Long enough for slow machines (-race, embedded FerretDB): a drain
+	// only starts an entry if HandlerTimeout fits before the deadline.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	sum, err := d.Drain(ctx)
 	if err != nil {

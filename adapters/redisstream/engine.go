@@ -20,11 +20,13 @@ import (
 // entry means; the engine does the reading, concurrency, batching,
 // heartbeats, reclaiming, promotion, drains and shutdown.
 //
-// Round trips: one blocking XREADGROUP serves a batch of entries while
-// idle; under load no read is needed at all, because the script that
-// records a batch of results (ack, retry, dead-letter) also fetches the
-// next batch (XREADGROUP inside the script, as BullMQ's moveToFinished
-// fetches the next job). Heartbeats cover all running entries in one call.
+// Round trips: under load no separate read is needed, because the script
+// that records a batch of results (ack, retry, dead-letter) also fetches
+// the next batch (XREADGROUP inside the script, as BullMQ's
+// moveToFinished fetches the next job), up to Concurrency + Prefetch held
+// entries. An idle consumer records its last results and blocks for new
+// work in one pipelined round trip. Heartbeats cover all held entries in
+// one call per interval.
 
 // Outcome kinds, as the finish scripts spell them.
 const (
@@ -42,7 +44,7 @@ type delivery struct {
 	fields map[string]string
 
 	started  time.Time
-	deadline time.Time // started + HandlerTimeout
+	deadline time.Time // started + HandlerTimeout; zero while waiting for a slot
 	leased   time.Time // delivered or last extended
 	cancel   context.CancelCauseFunc
 	lost     atomic.Bool
@@ -79,9 +81,8 @@ type lane interface {
 }
 
 var (
-	errLeaseLost    = errors.New("lease lost: the entry was reclaimed by another consumer")
-	errTimeout      = errors.New("handler timeout")
-	errShuttingDown = errors.New("worker shutting down: entry handed back")
+	errLeaseLost = errors.New("lease lost: the entry was reclaimed by another consumer")
+	errTimeout   = errors.New("handler timeout")
 	// ErrAlreadyRunning is returned when a drain or Run is started on a
 	// Worker or Subscription that is already draining: one consumer name
 	// must not be used by two loops at once.
@@ -130,18 +131,14 @@ func (e *engine) Run(ctx context.Context) error {
 	wait := 100 * time.Millisecond
 	for {
 		_, err := e.run(ctx, modePoll)
-		if ctx.Err() != nil || errors.Is(err, ErrAlreadyRunning) {
-			if errors.Is(err, ErrAlreadyRunning) {
-				return err
-			}
+		switch {
+		case errors.Is(err, ErrAlreadyRunning):
+			return err
+		case ctx.Err() != nil:
 			return nil
-		}
-		if err == nil {
-			// A deadline on ctx ended the poll; Run goes on until cancelled.
-			if _, ok := ctx.Deadline(); ok {
-				return nil
-			}
-			continue
+		case err == nil:
+			// Only a deadline on ctx ends a poll without cancellation.
+			return nil
 		}
 		e.log.Error("consumer loop failed; restarting", "err", err, "in", wait)
 		if !sleepCtx(ctx, wait) {
@@ -301,8 +298,10 @@ func (r *runState) drive(ctx context.Context) (string, error) {
 	dispatch := func(ds []*delivery) {
 		now := time.Now()
 		for _, d := range ds {
-			// Held entries are heartbeated like running ones.
-			d.started, d.deadline, d.leased = now, now.Add(e.opt.HandlerTimeout), now
+			// Held entries are heartbeated like running ones; a zero
+			// deadline means "not started yet", extended however long
+			// it waits for a slot.
+			d.started, d.deadline, d.leased = now, time.Time{}, now
 			r.mu.Lock()
 			r.inflight[d] = struct{}{}
 			r.mu.Unlock()
@@ -746,7 +745,7 @@ func (r *runState) heartbeat(ctx context.Context, stop <-chan struct{}) {
 		for d := range r.inflight {
 			// A handler past its timeout (ignoring cancellation) stops
 			// being extended, so another consumer can take the entry.
-			if now.Sub(d.leased) >= e.opt.HeartbeatInterval/2 && now.Before(d.deadline.Add(e.opt.HeartbeatInterval)) {
+			if now.Sub(d.leased) >= e.opt.HeartbeatInterval/2 && (d.deadline.IsZero() || now.Before(d.deadline.Add(e.opt.HeartbeatInterval))) {
 				ds = append(ds, d)
 			}
 		}

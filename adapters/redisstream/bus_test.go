@@ -57,6 +57,7 @@ func TestBusContract(t *testing.T) {
 		newBus := func(o BusOptions) *Bus {
 			o.Prefix = tg.prefix
 			o.Logger = quiet
+			o.Subscription = subOpts()
 			o.Stream = testenv.Unique("ev")
 			return NewBus(tg.client, o)
 		}
@@ -128,7 +129,11 @@ func TestBusContract(t *testing.T) {
 			b := newBus(BusOptions{})
 			var shifts, all recorder
 			s1, _ := b.SubscribeDurable([]string{event.ShiftCompleted}, "timesheets", shifts.handle, subOpts())
-			s2, _ := b.SubscribeDurable([]string{"*"}, "audit", all.handle, subOpts())
+			// Through the core port, with the bus's default options.
+			s2, err := b.Subscribe([]string{"*"}, "audit", all.handle, event.Durable)
+			if err != nil {
+				t.Fatal(err)
+			}
 			for range 10 {
 				publish(t, b, event.ShiftCompleted, nil)
 			}

@@ -90,6 +90,7 @@ func LazyDrainHTTP(name string, lazy *Lazy, o DrainOptions) func(http.ResponseWr
 			unavailable(w, r)
 			return
 		}
+		o := o // a copy per call: invocations run concurrently
 		if o.Logger == nil {
 			o.Logger = fns.Logger
 		}
@@ -108,6 +109,7 @@ func LazyDrainCloudEvent(name string, lazy *Lazy, o DrainOptions) func(context.C
 		if d == nil {
 			return core.Errorf(core.EInternal, "no drain named %q", name)
 		}
+		o := o // a copy per call: invocations run concurrently
 		if o.Logger == nil {
 			o.Logger = fns.Logger
 		}

@@ -131,7 +131,8 @@ func (l *eventLane) handle(ctx context.Context, d *delivery) outcome {
 	return outcome{d: d, kind: outRetry, err: msg, delay: delay}
 }
 
-// deadArgsLua appends the dead-letter stream's cap to an XADD.
+// eventLua is shared by the subscription scripts: Redis's clock, and the
+// dead-letter append with the stream's optional approximate cap.
 const eventLua = `
 local function nowms()
   local t = redis.call('TIME')

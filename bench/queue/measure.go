@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -58,15 +59,20 @@ type serverStats struct {
 	commands int64
 	// calls per command from INFO commandstats (also counting script-internal calls).
 	calls map[string]int64
+	// usec per command: time Redis spent in it (a script's includes the
+	// commands it ran, which also count on their own).
+	usec map[string]int64
+	// cpu is used_cpu_user + used_cpu_sys of the server, in seconds.
+	cpu float64
 }
 
 // snapshotServer reads INFO stats and commandstats in one call.
 func snapshotServer(ctx context.Context, admin *redis.Client) (serverStats, error) {
-	txt, err := admin.Info(ctx, "stats", "commandstats").Result()
+	txt, err := admin.Info(ctx, "stats", "commandstats", "cpu").Result()
 	if err != nil {
-		return serverStats{}, fmt.Errorf("INFO stats commandstats: %w", err)
+		return serverStats{}, fmt.Errorf("INFO stats commandstats cpu: %w", err)
 	}
-	s := serverStats{calls: map[string]int64{}}
+	s := serverStats{calls: map[string]int64{}, usec: map[string]int64{}}
 	sc := bufio.NewScanner(strings.NewReader(txt))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
@@ -79,11 +85,22 @@ func snapshotServer(ctx context.Context, admin *redis.Client) (serverStats, erro
 			s.reads, _ = strconv.ParseInt(v, 10, 64)
 		case k == "total_commands_processed":
 			s.commands, _ = strconv.ParseInt(v, 10, 64)
+		case k == "used_cpu_user" || k == "used_cpu_sys":
+			f, _ := strconv.ParseFloat(v, 64)
+			s.cpu += f
 		case strings.HasPrefix(k, "cmdstat_"):
-			// cmdstat_evalsha:calls=3,usec=...
-			f, _, _ := strings.Cut(v, ",")
-			n, _ := strconv.ParseInt(strings.TrimPrefix(f, "calls="), 10, 64)
-			s.calls[strings.TrimPrefix(k, "cmdstat_")] = n
+			// cmdstat_evalsha:calls=3,usec=120,usec_per_call=40.00,...
+			name := strings.TrimPrefix(k, "cmdstat_")
+			for _, f := range strings.Split(v, ",") {
+				fk, fv, _ := strings.Cut(f, "=")
+				n, _ := strconv.ParseInt(fv, 10, 64)
+				switch fk {
+				case "calls":
+					s.calls[name] = n
+				case "usec":
+					s.usec[name] = n
+				}
+			}
 		}
 	}
 	return s, sc.Err()
@@ -93,7 +110,8 @@ func snapshotServer(ctx context.Context, admin *redis.Client) (serverStats, erro
 // the harness itself made between them.
 type serverDelta struct {
 	reads, commands int64
-	calls           map[string]int64
+	calls, usec     map[string]int64
+	cpu             time.Duration
 }
 
 func diffServer(before, after serverStats) serverDelta {
@@ -101,6 +119,8 @@ func diffServer(before, after serverStats) serverDelta {
 		reads:    after.reads - before.reads - 1, // the "after" INFO itself
 		commands: after.commands - before.commands - 1,
 		calls:    map[string]int64{},
+		usec:     map[string]int64{},
+		cpu:      time.Duration((after.cpu - before.cpu) * float64(time.Second)),
 	}
 	for k, v := range after.calls {
 		if k == "info" {
@@ -108,6 +128,7 @@ func diffServer(before, after serverStats) serverDelta {
 		}
 		if n := v - before.calls[k]; n > 0 {
 			d.calls[k] = n
+			d.usec[k] = after.usec[k] - before.usec[k]
 		}
 	}
 	return d
@@ -135,6 +156,9 @@ func (d serverDelta) breakdown(jobs int) string {
 			b.WriteString(" ")
 		}
 		fmt.Fprintf(&b, "%s=%.3f", e.k, float64(e.v)/float64(jobs))
+		if us := float64(d.usec[e.k]) / float64(jobs); us >= 0.05 {
+			fmt.Fprintf(&b, "(%.1fµs)", us)
+		}
 	}
 	if b.Len() == 0 {
 		return "(none)"
@@ -144,12 +168,13 @@ func (d serverDelta) breakdown(jobs int) string {
 
 // phaseStats is what one phase measured.
 type phaseStats struct {
-	jobs     int
-	elapsed  time.Duration
-	client   tripSnapshot // deltas
-	server   serverDelta
-	dupes    int64 // deliveries beyond the first per job (at-least-once)
-	timedOut bool
+	jobs      int
+	elapsed   time.Duration
+	clientCPU time.Duration // CPU time of this process (producers, workers, go-redis)
+	client    tripSnapshot  // deltas
+	server    serverDelta
+	dupes     int64 // deliveries beyond the first per job (at-least-once)
+	timedOut  bool
 }
 
 func (p phaseStats) rate() float64 {
@@ -163,6 +188,25 @@ func (p phaseStats) tripsPerJob() float64 { return float64(p.client.trips) / flo
 func (p phaseStats) readsPerJob() float64 { return float64(p.server.reads) / float64(p.jobs) }
 func (p phaseStats) cmdsPerJob() float64  { return float64(p.server.commands) / float64(p.jobs) }
 
+// Microseconds of CPU per job, of this process and of the Redis server.
+func (p phaseStats) clientCPUPerJob() float64 {
+	return float64(p.clientCPU.Microseconds()) / float64(p.jobs)
+}
+func (p phaseStats) serverCPUPerJob() float64 {
+	return float64(p.server.cpu.Microseconds()) / float64(p.jobs)
+}
+
+// processCPU is the user+system CPU time this process has used. Both
+// queues run in this process one after the other, so a phase's delta is
+// that queue's client-side cost (plus the harness's small share).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // meter wraps a phase: counters before, counters after.
 type meter struct {
 	admin   *redis.Client
@@ -170,6 +214,7 @@ type meter struct {
 	t0      time.Time
 	c0      tripSnapshot
 	s0      serverStats
+	cpu0    time.Duration
 }
 
 func startMeter(ctx context.Context, admin *redis.Client, counter *tripCounter) (*meter, error) {
@@ -179,6 +224,7 @@ func startMeter(ctx context.Context, admin *redis.Client, counter *tripCounter) 
 		return nil, err
 	}
 	m.c0 = counter.snapshot()
+	m.cpu0 = processCPU()
 	m.t0 = time.Now()
 	return m, nil
 }
@@ -187,15 +233,17 @@ func startMeter(ctx context.Context, admin *redis.Client, counter *tripCounter) 
 // phase's clock (first add to last handler) is not the meter's window.
 func (m *meter) stop(ctx context.Context, jobs int, elapsed time.Duration) (phaseStats, error) {
 	c1 := m.counter.snapshot()
+	cpu1 := processCPU()
 	s1, err := snapshotServer(ctx, m.admin)
 	if err != nil {
 		return phaseStats{}, err
 	}
 	return phaseStats{
-		jobs:    jobs,
-		elapsed: elapsed,
-		client:  tripSnapshot{c1.trips - m.c0.trips, c1.cmds - m.c0.cmds},
-		server:  diffServer(m.s0, s1),
+		jobs:      jobs,
+		elapsed:   elapsed,
+		clientCPU: cpu1 - m.cpu0,
+		client:    tripSnapshot{c1.trips - m.c0.trips, c1.cmds - m.c0.cmds},
+		server:    diffServer(m.s0, s1),
 	}, nil
 }
 

@@ -34,8 +34,10 @@ func TestPercentileIsNearestRank(t *testing.T) {
 // The server delta must leave out the harness's own INFO call, or every
 // figure would be off by one command and one read.
 func TestDiffServerExcludesTheHarnessINFO(t *testing.T) {
-	before := serverStats{reads: 100, commands: 200, calls: map[string]int64{"evalsha": 10, "info": 5}}
-	after := serverStats{reads: 111, commands: 231, calls: map[string]int64{"evalsha": 20, "info": 6, "xadd": 20}}
+	before := serverStats{reads: 100, commands: 200, calls: map[string]int64{"evalsha": 10, "info": 5},
+		usec: map[string]int64{"evalsha": 100, "info": 50}}
+	after := serverStats{reads: 111, commands: 231, calls: map[string]int64{"evalsha": 20, "info": 6, "xadd": 20},
+		usec: map[string]int64{"evalsha": 400, "info": 60, "xadd": 40}}
 	d := diffServer(before, after)
 	if d.reads != 10 || d.commands != 30 {
 		t.Errorf("reads %d commands %d, want 10 and 30", d.reads, d.commands)
@@ -43,7 +45,7 @@ func TestDiffServerExcludesTheHarnessINFO(t *testing.T) {
 	if _, ok := d.calls["info"]; ok || d.calls["evalsha"] != 10 || d.calls["xadd"] != 20 {
 		t.Errorf("calls %v, want evalsha=10 xadd=20 and no info", d.calls)
 	}
-	if got := d.breakdown(10); got != "xadd=2.000 evalsha=1.000" {
+	if got := d.breakdown(10); got != "xadd=2.000(4.0µs) evalsha=1.000(30.0µs)" {
 		t.Errorf("breakdown = %q", got)
 	}
 }

@@ -58,6 +58,10 @@ var rows = []row{
 	{"  latency phase", "", func(r result) float64 { return r.latencyRun.readsPerJob() }, "%.3f", ""},
 	{"commands/job, enqueue+process (INFO, incl. inside Lua)", "", throughputCmds, "%.3f", ""},
 	{"  latency phase", "", func(r result) float64 { return r.latencyRun.cmdsPerJob() }, "%.3f", ""},
+	{"CPU per job, process phase: this process", "µs", func(r result) float64 { return r.process.clientCPUPerJob() }, "%.1f", ""},
+	{"  redis-server", "µs", func(r result) float64 { return r.process.serverCPUPerJob() }, "%.1f", ""},
+	{"CPU per job, enqueue phase: this process", "µs", func(r result) float64 { return r.enqueue.clientCPUPerJob() }, "%.1f", ""},
+	{"  redis-server", "µs", func(r result) float64 { return r.enqueue.serverCPUPerJob() }, "%.1f", ""},
 	{"redelivered jobs (process+latency)", "", func(r result) float64 { return float64(r.process.dupes + r.latencyRun.dupes) }, "%.0f", ""},
 }
 
@@ -115,7 +119,7 @@ func printResults(w io.Writer, cfg config, results []result) {
 	_ = tw.Flush()
 
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "server commands per job by command (INFO commandstats delta; includes commands run inside Lua scripts and any other client's traffic):")
+	fmt.Fprintln(w, "server commands per job by command, with Redis time per job in brackets (INFO commandstats delta; includes commands run inside Lua scripts, whose time is also inside the script's, and any other client's traffic):")
 	for _, r := range results {
 		if r.err != nil {
 			fmt.Fprintf(w, "  %s: %v\n", r.name, r.err)
@@ -124,6 +128,29 @@ func printResults(w io.Writer, cfg config, results []result) {
 		fmt.Fprintf(w, "  %s enqueue: %s\n", r.name, r.enqueue.server.breakdown(r.enqueue.jobs))
 		fmt.Fprintf(w, "  %s process: %s\n", r.name, r.process.server.breakdown(r.process.jobs))
 		fmt.Fprintf(w, "  %s latency: %s\n", r.name, r.latencyRun.server.breakdown(r.latencyRun.jobs))
+	}
+
+	// Client round trips and server request reads agree to a fraction of a
+	// percent when this run is the server's only client; a gap means other
+	// clients were busy and the server-side figures above include them.
+	var noisy []string
+	for _, r := range results {
+		if r.err != nil {
+			continue
+		}
+		for _, ph := range []struct {
+			name string
+			p    phaseStats
+		}{{"enqueue", r.enqueue}, {"process", r.process}, {"latency", r.latencyRun}} {
+			if extra := ph.p.server.reads - ph.p.client.trips; extra > 50 && extra > ph.p.client.trips/50 {
+				noisy = append(noisy, fmt.Sprintf("%s %s (+%d reads)", r.name, ph.name, extra))
+			}
+		}
+	}
+	if len(noisy) > 0 {
+		fmt.Fprintf(w, "\nWARNING: other clients used the server during: %s.\n", strings.Join(noisy, ", "))
+		fmt.Fprintln(w, "  The server-side figures (reads, commands, redis-server CPU, per-command breakdown) of those phases include their traffic;")
+		fmt.Fprintln(w, "  the rates, latencies and client round trips do not. Use -redis-server for clean server-side figures.")
 	}
 
 	if !okOurs {

@@ -280,6 +280,16 @@ func (r *runState) drive(ctx context.Context) (string, error) {
 	}()
 
 	held := 0 // entries fetched and not yet recorded (queued, running or finished)
+	// Up to maxFlushes finish calls are on the wire at once, each with its
+	// own batch: while one round trip is out, the handlers keep finishing
+	// entries and the next batch goes out without waiting for it.
+	const maxFlushes = 2
+	type flushRes struct {
+		fetch int
+		ds    []*delivery
+	}
+	flushDone := make(chan flushRes, maxFlushes)
+	flushes, reserved := 0, 0 // in flight, and the entries they may fetch
 	stoppedBy := ""
 	var graceUntil time.Time
 	aborted := false
@@ -309,10 +319,29 @@ func (r *runState) drive(ctx context.Context) (string, error) {
 			r.work <- d // never blocks: held <= cap(r.work)
 		}
 	}
+	startFlush := func(b []outcome, fetch int) {
+		flushes++
+		reserved += fetch
+		go func() { flushDone <- flushRes{fetch, r.flush(bg, b, fetch)} }()
+	}
+	flushed := func(res flushRes) {
+		flushes--
+		reserved -= res.fetch
+		dispatch(res.ds)
+	}
 	for {
-		batch = append(batch[:0], pending...)
-		pending = pending[:0]
+		// A batch handed to a flush goroutine is never reused.
+		batch, pending = pending, nil
 		collect()
+	landed:
+		for flushes > 0 {
+			select {
+			case res := <-flushDone:
+				flushed(res)
+			default:
+				break landed
+			}
+		}
 		if stoppedBy == "" {
 			switch {
 			case ctx.Err() != nil:
@@ -344,16 +373,25 @@ func (r *runState) drive(ctx context.Context) (string, error) {
 		}
 		space := 0
 		if stoppedBy == "" {
-			space = limit - held
+			space = max(limit-held-reserved, 0)
 		}
 		if len(batch) > 0 {
-			if held == 0 && stoppedBy == "" && r.mode == modePoll {
+			if held == 0 && flushes == 0 && stoppedBy == "" && r.mode == modePoll {
 				if block := r.blockFor(e.opt.BlockInterval); block > 0 {
 					dispatch(r.finishAndWait(bg, batch, space, block))
 					continue
 				}
 			}
-			dispatch(r.flush(bg, batch, space))
+			if flushes < maxFlushes {
+				startFlush(batch, space)
+				continue
+			}
+			flushed(<-flushDone)
+			pending = batch
+			continue
+		}
+		if flushes > 0 && (stoppedBy != "" || held == 0) {
+			flushed(<-flushDone)
 			continue
 		}
 		if stoppedBy != "" {
@@ -372,12 +410,15 @@ func (r *runState) drive(ctx context.Context) (string, error) {
 			// the rest).
 			var timeout <-chan time.Time
 			var t *time.Timer
-			if held < r.conc {
+			if held < r.conc && flushes == 0 {
 				t = time.NewTimer(time.Millisecond)
 				timeout = t.C
 			}
 			got := false
 			select {
+			case res := <-flushDone:
+				flushed(res)
+				got = true
 			case o := <-r.outs:
 				held--
 				pending = append(pending, o) // recorded at the loop top

@@ -396,13 +396,13 @@ func TestQueueContract(t *testing.T) {
 
 		t.Run("KeepCompletedBoundsWhatIsKept", func(t *testing.T) {
 			queue := testenv.Unique("q")
+			w, _ := q.Worker(queue, func(ctx context.Context, j *job.Job) error { return nil }, fastOpts())
+			// One at a time, so that the completion order is known.
 			for i := range 5 {
 				mustAdd(t, q, queue, "x", nil, job.Options{JobID: fmt.Sprint("k", i), KeepCompleted: 2})
+				drain(t, w, 10*time.Second)
 			}
 			mustAdd(t, q, queue, "x", nil, job.Options{JobID: "gone", KeepCompleted: -1})
-			o := fastOpts()
-			o.Concurrency = 1
-			w, _ := q.Worker(queue, func(ctx context.Context, j *job.Job) error { return nil }, o)
 			drain(t, w, 10*time.Second)
 			kept, err := q.ListCompleted(ctx, queue, 0, 10)
 			if err != nil || len(kept) != 2 || kept[0].ID != "k4" || kept[1].ID != "k3" {

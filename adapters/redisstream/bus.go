@@ -267,9 +267,23 @@ func (b *Bus) maybeTrim(ctx context.Context) {
 	if now-last < int64(b.opt.RetentionInterval) || !b.lastTrim.CompareAndSwap(last, now) {
 		return
 	}
-	if _, err := b.Trim(ctx); err != nil {
+	// One script call (at most 10,000 entries capped): a publisher must
+	// not wait for a big backlog to be trimmed; the next run goes on.
+	if _, _, err := b.trimOnce(ctx); err != nil {
 		b.opt.Logger.Warn("event stream retention failed", "err", err)
 	}
+}
+
+const trimChunk = 10_000
+
+func (b *Bus) trimOnce(ctx context.Context) (aged, capped int64, err error) {
+	maxAge := max(b.opt.MaxAge.Milliseconds(), 0)
+	maxLen := max(b.opt.MaxLen, 0)
+	v, err := trimScript.Run(ctx, b.client, []string{b.keys.stream, b.keys.lost}, maxAge, maxLen, trimChunk).Int64Slice()
+	if err != nil {
+		return 0, 0, fmt.Errorf("trim event stream: %w", err)
+	}
+	return v[0], v[1], nil
 }
 
 // TrimResult says what one retention run removed.
@@ -354,16 +368,14 @@ return {aged, capped}
 // RetentionInterval; an operator can call it after changing limits.
 func (b *Bus) Trim(ctx context.Context) (TrimResult, error) {
 	var res TrimResult
-	maxAge := max(b.opt.MaxAge.Milliseconds(), 0)
-	maxLen := max(b.opt.MaxLen, 0)
 	for {
-		v, err := trimScript.Run(ctx, b.client, []string{b.keys.stream, b.keys.lost}, maxAge, maxLen, 10_000).Int64Slice()
+		aged, capped, err := b.trimOnce(ctx)
 		if err != nil {
-			return res, fmt.Errorf("trim event stream: %w", err)
+			return res, err
 		}
-		res.Aged += v[0]
-		res.Capped += v[1]
-		if v[1] < 10_000 {
+		res.Aged += aged
+		res.Capped += capped
+		if capped < trimChunk {
 			return res, nil
 		}
 	}

@@ -19,11 +19,27 @@ import (
 // instances of one subscription (in one process or many) share the work.
 // It is an event.Drainer.
 type Subscription struct {
-	*engine
+	e    *engine
 	name string
 }
 
 var _ event.Drainer = (*Subscription)(nil)
+
+// Drain processes events (and due retries) until none is ready or until
+// the last moment a handler may start (ctx's deadline − SafetyMargin −
+// HandlerTimeout), after reclaiming stalled entries.
+func (s *Subscription) Drain(ctx context.Context) (event.DrainSummary, error) { return s.e.Drain(ctx) }
+
+// DrainLongPoll is Drain that keeps waiting for new events until that moment.
+func (s *Subscription) DrainLongPoll(ctx context.Context) (event.DrainSummary, error) {
+	return s.e.DrainLongPoll(ctx)
+}
+
+// Run processes events until ctx is cancelled, then shuts down gracefully.
+func (s *Subscription) Run(ctx context.Context) error { return s.e.Run(ctx) }
+
+// Consumer is this instance's name in the subscription's consumer group.
+func (s *Subscription) Consumer() string { return s.e.Consumer() }
 
 // Name returns the subscription (consumer group) name.
 func (s *Subscription) Name() string { return s.name }
@@ -61,7 +77,7 @@ func (b *Bus) SubscribeDurable(types []string, name string, h event.Handler, opt
 	}
 	l := &eventLane{b: b, name: name, k: b.keys.sub(name), types: set, h: h,
 		attempts: opts.Attempts, backoff: bo, startAtEnd: opts.StartAtEnd}
-	return &Subscription{engine: newEngine(b.client, l, opts.ConsumerOptions), name: name}, nil
+	return &Subscription{e: newEngine(b.client, l, opts.ConsumerOptions), name: name}, nil
 }
 
 type eventLane struct {

@@ -18,11 +18,28 @@ import (
 // call Run. A Worker can run in any process; workers of one queue share
 // its jobs through the consumer group.
 type Worker struct {
-	*engine
+	e     *engine
 	queue string
 }
 
 var _ event.Drainer = (*Worker)(nil)
+
+// Drain processes jobs until the queue has none ready or until the last
+// moment a job may start (ctx's deadline − SafetyMargin − HandlerTimeout),
+// after reclaiming stalled jobs and promoting due ones.
+func (w *Worker) Drain(ctx context.Context) (event.DrainSummary, error) { return w.e.Drain(ctx) }
+
+// DrainLongPoll is Drain that keeps waiting for new jobs until that moment.
+func (w *Worker) DrainLongPoll(ctx context.Context) (event.DrainSummary, error) {
+	return w.e.DrainLongPoll(ctx)
+}
+
+// Run processes jobs until ctx is cancelled, then shuts down gracefully
+// (in-flight jobs finish within ShutdownTimeout or are handed back).
+func (w *Worker) Run(ctx context.Context) error { return w.e.Run(ctx) }
+
+// Consumer is the worker's name in the queue's consumer group.
+func (w *Worker) Consumer() string { return w.e.Consumer() }
 
 // Worker returns a worker for queue running h. Errors: core.EInvalid for a
 // bad queue name or a nil handler.
@@ -38,7 +55,7 @@ func (q *Queues) Worker(queue string, h job.Handler, opts WorkerOptions) (*Worke
 		opts.Logger = q.opt.Logger
 	}
 	l := &jobLane{q: q, queue: queue, k: k, h: h, log: opts.Logger}
-	return &Worker{engine: newEngine(q.client, l, opts), queue: queue}, nil
+	return &Worker{e: newEngine(q.client, l, opts), queue: queue}, nil
 }
 
 type jobLane struct {

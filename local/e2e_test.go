@@ -219,7 +219,7 @@ func TestLocalRunnerOnRealServers(t *testing.T) {
 	dir := t.TempDir()
 	r := start(t, dir, "SHIFTFLOW_DATA_DIR="+filepath.Join(dir, "data"),
 		"REDIS_URL="+redisURL, "MONGODB_URI="+mongoURI, "MONGODB_DATABASE="+strings.ReplaceAll(prefix, "-", "_"),
-		"REDIS_KEY_PREFIX="+prefix, "RATE_LIMIT_KEY_PREFIX="+prefix+":rl:")
+		"REDIS_KEY_PREFIX="+prefix, "RATE_LIMIT_KEY_PREFIX="+prefix+":rl:", "SEED_DEMO=true")
 	t.Cleanup(func() {
 		db := testenv.MongoDBAt(t, mongoURI)
 		_ = db.Client().Database(strings.ReplaceAll(prefix, "-", "_")).Drop(context.Background())
@@ -229,6 +229,67 @@ func TestLocalRunnerOnRealServers(t *testing.T) {
 	}
 	flow(t, r.URL, "admin@example.com", "shiftflow-demo", 2)
 	if err := r.Stop(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWorkerModeDrainsForAnAPIOnlyRunner: the API runs with DRAINS=off and
+// a separate `worker` process (on the same data directory, so on the same
+// servers) turns completed shifts into invoices.
+func TestWorkerModeDrainsForAnAPIOnlyRunner(t *testing.T) {
+	dir := t.TempDir()
+	env := []string{"SHIFTFLOW_DATA_DIR=" + filepath.Join(dir, "data")}
+	api := start(t, dir, append(env, "DRAINS=off")...)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := localtest.Client{URL: api.URL}
+	if err := c.Login(ctx, "admin@example.com", "shiftflow-demo"); err != nil {
+		t.Fatal(err)
+	}
+	clientID, err := c.FirstClient(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Schedule(ctx, clientID, shiftStart(3), 8, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Complete(ctx, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	if _, err := c.WaitInvoice(wctx, s.ID, 20*time.Millisecond); err == nil {
+		t.Fatal("with DRAINS=off and no worker, nothing may process the shift")
+	}
+	wcancel()
+
+	worker := exec.Command(runnerBinary(t), "worker")
+	worker.Dir = dir
+	worker.Env = append(os.Environ(), env...)
+	var logs strings.Builder
+	worker.Stdout, worker.Stderr = &logs, &logs
+	if err := worker.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = worker.Process.Kill(); _ = worker.Wait() }()
+	if _, err := c.WaitInvoice(ctx, s.ID, 20*time.Millisecond); err != nil {
+		t.Fatalf("the worker did not produce the invoice: %v\n%s", err, logs.String())
+	}
+	_ = worker.Process.Signal(os.Interrupt)
+	done := make(chan error, 1)
+	go func() { done <- worker.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("worker exit after Ctrl-C: %v\n%s", err, logs.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("worker did not stop after Ctrl-C")
+	}
+	if !strings.Contains(logs.String(), "using the servers of the running local runner") {
+		t.Fatalf("the worker must use the runner's servers:\n%s", logs.String())
+	}
+	if err := api.Stop(30 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -62,8 +62,10 @@ type sharedServers struct {
 // startServers starts an embedded Redis and an embedded MongoDB
 // wire-protocol server for whichever of REDIS_URL / MONGODB_URI is unset
 // (DESIGN.md decision 10), and a JWT secret kept in the data directory
-// when JWT_SECRET is unset, so that tokens survive restarts. When publish
-// is true the servers' addresses are written to servers.json for invoke.
+// when JWT_SECRET is unset, so that tokens survive restarts. If another
+// runner already serves this data directory, its servers are used. When
+// publish is true, the addresses of servers this process started are
+// written to servers.json for invoke, workers and other runners.
 func startServers(logger *slog.Logger, publish bool) (*servers, error) {
 	s := &servers{env: map[string]string{}}
 	dir := dataDir()
@@ -85,18 +87,18 @@ func startServers(logger *slog.Logger, publish bool) (*servers, error) {
 	if !needRedis && !needMongo {
 		return s, nil
 	}
-	// A runner that is already running owns the embedded servers: use its.
-	if !publish {
-		if sh, ok := runningServers(filepath.Join(dir, "servers.json")); ok {
-			if needRedis {
-				s.env["REDIS_URL"] = sh.RedisURL
-			}
-			if needMongo {
-				s.env["MONGODB_URI"] = sh.MongoURI
-			}
-			logger.Info("using the servers of the running local runner", "pid", sh.PID)
-			return s, nil
+	// A runner that is already running owns the embedded servers on this
+	// data directory: use them (a second FerretDB on the same SQLite files,
+	// or a second, empty in-memory Redis, would split the data).
+	if sh, ok := runningServers(filepath.Join(dir, "servers.json")); ok {
+		if needRedis {
+			s.env["REDIS_URL"] = sh.RedisURL
 		}
+		if needMongo {
+			s.env["MONGODB_URI"] = sh.MongoURI
+		}
+		logger.Info("using the servers of the running local runner", "pid", sh.PID)
+		return s, nil
 	}
 	if needRedis {
 		url, stop, how, err := startRedis(filepath.Join(dir, "redis"), logger)

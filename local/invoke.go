@@ -38,9 +38,13 @@ func invoke(ctx context.Context, logger *slog.Logger, function, file string, out
 	}
 	defer srv.Close()
 	defer a.Close(context.Background())
-	login, err := seed(ctx, a)
-	if err != nil {
-		return err
+	var login demoLogin
+	if seedWanted(true) {
+		if login, err = seed(ctx, a); err != nil {
+			return err
+		}
+	} else if bytes.Contains(raw, []byte("DEMO_")) || bytes.Contains(raw, []byte("SHIFT_ID")) {
+		return fmt.Errorf("%s uses the demo data, which is not seeded on a real MONGODB_URI: set SEED_DEMO=true, or replace the ${...} placeholders", file)
 	}
 	vars := map[string]string{"DEMO_CLIENT_ID": login.ClientID}
 	if bytes.Contains(raw, []byte("SHIFT_ID")) && os.Getenv("SHIFT_ID") == "" {

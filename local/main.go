@@ -103,9 +103,15 @@ func run(ctx context.Context, logger *slog.Logger, withHTTP bool) error {
 	defer srv.Close()
 	defer a.Close(context.Background())
 
-	login, err := seed(ctx, a)
-	if err != nil {
-		return fmt.Errorf("seed demo data: %w", err)
+	var login *demoLogin
+	if seedWanted(withHTTP) {
+		l, err := seed(ctx, a)
+		if err != nil {
+			return fmt.Errorf("seed demo data: %w", err)
+		}
+		login = &l
+	} else {
+		logger.Info("no demo data seeded (MONGODB_URI is set or worker mode; SEED_DEMO=true seeds it)")
 	}
 
 	// The drains get their own context: on Ctrl-C the HTTP server stops
@@ -113,7 +119,14 @@ func run(ctx context.Context, logger *slog.Logger, withHTTP bool) error {
 	drainCtx, stopDrains := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopDrains()
 	drainsDone := make(chan error, 1)
-	go func() { drainsDone <- a.RunDrains(drainCtx) }()
+	drainsOn := !withHTTP || !strings.EqualFold(os.Getenv("DRAINS"), "off")
+	if !drainsOn {
+		// API only: separate worker processes (`local worker`) drain.
+		logger.Info("drains are off (DRAINS=off): run `go run ./local worker` to process events and jobs")
+		go func() { <-drainCtx.Done(); drainsDone <- nil }()
+	} else {
+		go func() { drainsDone <- a.RunDrains(drainCtx) }()
+	}
 
 	var hs *http.Server
 	httpDone := make(chan error, 1)
@@ -154,7 +167,9 @@ func run(ctx context.Context, logger *slog.Logger, withHTTP bool) error {
 	if err := <-drainsDone; err != nil {
 		logger.Error("drain loop ended with an error", "err", err)
 	}
-	finalDrain(a, logger)
+	if drainsOn {
+		finalDrain(a, logger)
+	}
 	logger.Info("stopped")
 	return nil
 }
@@ -183,8 +198,26 @@ func finalDrain(a *app.App, logger *slog.Logger) {
 	}
 }
 
-func printWelcome(addr string, l demoLogin) {
+// seedWanted: the demo organisation, with its well-known password, is
+// seeded on the embedded servers, and on real ones only when asked for
+// (SEED_DEMO=true), so that pointing the runner at a shared database or
+// running it as a container never adds a demo admin by surprise.
+func seedWanted(serving bool) bool {
+	switch strings.ToLower(os.Getenv("SEED_DEMO")) {
+	case "true", "1", "yes":
+		return true
+	case "false", "0", "no":
+		return false
+	}
+	return serving && os.Getenv("MONGODB_URI") == ""
+}
+
+func printWelcome(addr string, l *demoLogin) {
 	base := "http://" + addr
+	if l == nil {
+		fmt.Fprintf(os.Stderr, "\nshiftflow is running at %s (no demo data)   stop: Ctrl-C\n\n", base)
+		return
+	}
 	fmt.Fprintf(os.Stderr, `
 shiftflow is running at %s
   demo login: %s / %s   (organisation %s)

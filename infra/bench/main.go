@@ -225,7 +225,7 @@ func e2e(ctx context.Context, root, work string, n int) (time.Duration, time.Dur
 		env = append(env, "REDIS_URL="+u, "REDIS_KEY_PREFIX="+p, "RATE_LIMIT_KEY_PREFIX="+p+":rl:")
 	}
 	if u := os.Getenv("MONGODB_URI"); u != "" {
-		env = append(env, "MONGODB_URI="+u, fmt.Sprintf("MONGODB_DATABASE=benche2e%d", time.Now().UnixNano()))
+		env = append(env, "MONGODB_URI="+u, fmt.Sprintf("MONGODB_DATABASE=benche2e%d", time.Now().UnixNano()), "SEED_DEMO=true")
 	}
 	r, err := localtest.Start(bin, work, env)
 	if err != nil {

@@ -302,7 +302,10 @@ type TrimResult struct {
 // age cutoff, and for every group its oldest pending entry and the first
 // entry it has not been delivered, so it never removes an entry some group
 // still needs. The length cap then removes the oldest entries beyond
-// MaxLen, exactly, and counts for each group those it still needed.
+// MaxLen, exactly, and counts for each group those it had not been
+// delivered. (A removed entry that was pending stays in the group's list:
+// a live consumer still finishes it; if its consumer died, the reclaim
+// finds it gone and counts it then.)
 //
 // KEYS[1] event stream, KEYS[2] lost hash
 // ARGV[1] max age ms (0: no age rule), ARGV[2] max length (0: no cap),
@@ -330,10 +333,11 @@ for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
     if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'last-delivered-id' then last = g[i + 1] end
   end
   local ms, seq = parse(last)
-  local b = string.format('%d-%d', ms, seq + 1)
+  local undelivered = string.format('%d-%d', ms, seq + 1)
+  local b = undelivered
   local p = redis.call('XPENDING', KEYS[1], name)
   if tonumber(p[1]) > 0 and less(p[2], b) then b = p[2] end
-  bounds[#bounds + 1] = {name, b}
+  bounds[#bounds + 1] = {name, b, undelivered}
 end
 local aged = 0
 local maxage = tonumber(ARGV[1])
@@ -354,7 +358,7 @@ if maxlen > 0 then
     for _, gb in ipairs(bounds) do
       local lost = 0
       for i = 1, excess do
-        if not less(r[i][1], gb[2]) then lost = lost + 1 end
+        if not less(r[i][1], gb[3]) then lost = lost + 1 end
       end
       if lost > 0 then redis.call('HINCRBY', KEYS[2], gb[1], lost) end
     end

@@ -1,15 +1,13 @@
-// Command bench measures what a user of the functions waits for:
+// Command bench measures what a user of the functions waits for: each
+// Lambda bootstrap's stripped size (arm64 as deployed, and this machine's
+// architecture as measured); its cold start under the Lambda Runtime
+// Interface Emulator, from starting the emulator to the first complete
+// response (GET /health for HTTP functions, an idle scheduled drain for
+// drains); and the local runner's end-to-end latency from POST
+// /shifts/{id}/complete to the invoice being readable, with the drains
+// running continuously (p50 and p99 over -shifts shifts).
 //
-//   - each Lambda bootstrap's stripped size (arm64, as deployed, and this
-//     machine's architecture, as measured);
-//   - its cold start under the Lambda Runtime Interface Emulator: from
-//     starting the emulator to the first complete response (GET /health
-//     for HTTP functions, an idle scheduled drain for drains);
-//   - the local runner's end-to-end latency from POST
-//     /shifts/{id}/complete to the invoice being readable, with the drains
-//     running continuously (p50, p99 over -shifts shifts).
-//
-//	go run ./infra/bench                 # embedded servers
+//	go run ./infra/bench                      # embedded servers
 //	go run ./infra/bench -shifts 200 -cold 5
 //
 // With REDIS_URL and MONGODB_URI set, both the bootstraps and the runner

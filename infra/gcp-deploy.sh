@@ -19,6 +19,10 @@
 #   SCHEDULER_SA     service account Cloud Scheduler calls HTTP drains as
 #                    [shiftflow-scheduler@PROJECT.iam.gserviceaccount.com]
 #   CORS_ORIGIN      the frontend's origin [*]; set it for production
+#   TRUSTED_PROXIES  proxies whose X-Forwarded-For the login rate limits
+#                    believe [169.254.0.0/16: the platform's front end as the
+#                    function sees it]; add your load balancer's ranges
+#                    (e.g. 35.191.0.0/16,130.211.0.0/22) when one is in front
 #   EXTRA_ENV        more --set-env-vars pairs, e.g. EMAIL_FROM=a@b.example
 #   STAGE_DIR        where the source is staged [a temporary directory]
 set -euo pipefail
@@ -31,6 +35,7 @@ DRAIN_SCHEDULE=${DRAIN_SCHEDULE:-* * * * *}
 DRAIN_TRIGGER=${DRAIN_TRIGGER:-pubsub}
 CORS_ORIGIN=${CORS_ORIGIN:-*}
 EXTRA_ENV=${EXTRA_ENV:-}
+TRUSTED_PROXIES=${TRUSTED_PROXIES:-169.254.0.0/16}
 DRY_RUN=${DRY_RUN:-}
 
 if [[ -z "$PROJECT" && -z "$DRY_RUN" ]]; then
@@ -85,8 +90,10 @@ EOF
 echo "staged source in $STAGE_DIR" >&2
 
 SECRETS="REDIS_URL=shiftflow-redis-url:latest,MONGODB_URI=shiftflow-mongodb-uri:latest,JWT_SECRET=shiftflow-jwt-secret:latest"
-ENV="LOG_FORMAT=json,OUTBOX_DIR=/tmp/outbox,HANDLER_TIMEOUT=10s,CORS_ORIGIN=$CORS_ORIGIN"
-[[ -n "$EXTRA_ENV" ]] && ENV="$ENV,$EXTRA_ENV"
+# '|' separates the pairs (gcloud's ^|^ syntax): CORS_ORIGIN and
+# TRUSTED_PROXIES may hold commas.
+ENV="LOG_FORMAT=json|OUTBOX_DIR=/tmp/outbox|HANDLER_TIMEOUT=10s|CORS_ORIGIN=$CORS_ORIGIN|TRUSTED_PROXIES=$TRUSTED_PROXIES"
+[[ -n "$EXTRA_ENV" ]] && ENV="$ENV|${EXTRA_ENV//,/|}"
 
 deploy() { # name memory timeout trigger-args...
   local name=$1 memory=$2 timeout=$3; shift 3
@@ -94,7 +101,7 @@ deploy() { # name memory timeout trigger-args...
     --runtime="$RUNTIME" --source="$STAGE_DIR" --entry-point="$name" \
     --memory="$memory" --timeout="$timeout" \
     --set-build-env-vars=GOTOOLCHAIN=auto \
-    --set-env-vars="^|^${ENV//,/|}|DRAIN_BUDGET=50s" --set-secrets="$SECRETS" "$@"
+    --set-env-vars="^|^$ENV|DRAIN_BUDGET=50s" --set-secrets="$SECRETS" "$@"
 }
 
 # --- HTTP functions -------------------------------------------------------------

@@ -32,6 +32,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,8 @@ type config struct {
 	settle      time.Duration
 	timeout     time.Duration
 	systems     []string
+	cpuprofile  string
+	rounds      int
 }
 
 // system is one queue implementation under test.
@@ -73,10 +76,20 @@ type system interface {
 type result struct {
 	name                         string
 	notes                        []string
-	enqueue, process, latencyRun phaseStats
-	p50, p99, max                time.Duration
-	latencyN                     int
-	err                          error
+	enqueueRounds, processRounds []phaseStats
+	// enqueue and process sum the rounds (for per-job figures); the rates
+	// are the median round's.
+	enqueue, process         phaseStats
+	enqueueRate, processRate float64
+	latencyRun               phaseStats
+	p50, p99, max            time.Duration
+	latencyN                 int
+	err                      error
+}
+
+func (r *result) summarize() {
+	r.enqueue, r.enqueueRate = sumPhases(r.enqueueRounds)
+	r.process, r.processRate = sumPhases(r.processRounds)
 }
 
 func main() {
@@ -90,6 +103,7 @@ func main() {
 	flag.StringVar(&cfg.redisURL, "redis", def, "Redis URL (env SHIFTFLOW_BENCH_REDIS_URL); pick the database with /N")
 	flag.StringVar(&cfg.serverBin, "redis-server", "", "path of redis-server: start a private server on a free loopback port instead of using -redis (keeps other clients out of the INFO figures)")
 	flag.IntVar(&cfg.jobs, "jobs", 20000, "no-op jobs in the enqueue and process phases")
+	flag.IntVar(&cfg.rounds, "rounds", 3, "enqueue+process rounds per system, alternating between systems; rates are the median round's")
 	flag.IntVar(&cfg.latencyJobs, "latency-jobs", 0, "jobs in the latency phase (default: -jobs)")
 	flag.IntVar(&cfg.concurrency, "concurrency", 10, "worker concurrency")
 	flag.IntVar(&cfg.producers, "producers", 10, "concurrent producers in the enqueue phase")
@@ -97,12 +111,13 @@ func main() {
 	flag.DurationVar(&cfg.settle, "settle", 2*time.Second, "idle time after workers start, before the latency phase adds its first job")
 	flag.DurationVar(&cfg.timeout, "timeout", 5*time.Minute, "give up on a phase after this long")
 	flag.StringVar(&systems, "systems", "shiftflow,asynq", "comma-separated systems to run, in order")
+	flag.StringVar(&cfg.cpuprofile, "cpuprofile", "", "write a CPU profile of each processing phase to <path>.<system>.<round>.pprof")
 	flag.Parse()
 	if cfg.latencyJobs <= 0 {
 		cfg.latencyJobs = cfg.jobs
 	}
-	if cfg.jobs <= 0 || cfg.concurrency <= 0 || cfg.producers <= 0 || cfg.interval <= 0 {
-		log.Fatal("-jobs, -concurrency, -producers and -interval must be positive")
+	if cfg.jobs <= 0 || cfg.rounds <= 0 || cfg.concurrency <= 0 || cfg.producers <= 0 || cfg.interval <= 0 {
+		log.Fatal("-jobs, -rounds, -concurrency, -producers and -interval must be positive")
 	}
 	cfg.systems = strings.Split(systems, ",")
 
@@ -144,12 +159,14 @@ func run(ctx context.Context, cfg config) error {
 		return err
 	}
 
-	fmt.Printf("queue benchmark: %d no-op jobs, concurrency %d, %d producers; latency phase %d jobs %v apart\n",
-		cfg.jobs, cfg.concurrency, cfg.producers, cfg.latencyJobs, cfg.interval)
-	fmt.Printf("redis %s at %s db %d; Go %s, GOMAXPROCS %d\n", version, ropt.Addr, ropt.DB, runtime.Version(), runtime.GOMAXPROCS(0))
-	fmt.Printf("server background before the run: %.0f commands/s, %.0f reads/s from other clients\n\n", bg.commands, bg.reads)
-
-	var results []result
+	var entries []*entry
+	defer func() {
+		for _, e := range entries {
+			if err := e.sys.Cleanup(context.WithoutCancel(ctx)); err != nil {
+				fmt.Printf("cleanup %s: %v\n", e.sys.Name(), err)
+			}
+		}
+	}()
 	for _, name := range cfg.systems {
 		counter := &tripCounter{}
 		var sys system
@@ -164,23 +181,65 @@ func run(ctx context.Context, cfg config) error {
 		default:
 			return fmt.Errorf("-systems: unknown system %q (shiftflow, asynq)", name)
 		}
-		fmt.Printf("running %s ...\n", sys.Name())
-		r := runSystem(ctx, cfg, sys, admin, counter)
-		if err := sys.Cleanup(context.WithoutCancel(ctx)); err != nil {
-			fmt.Printf("  cleanup %s: %v\n", sys.Name(), err)
+		entries = append(entries, &entry{
+			sys: sys, counter: counter, admin: admin, base: time.Now(),
+			res: result{name: sys.Name(), notes: sys.Notes(), latencyN: cfg.latencyJobs},
+		})
+	}
+
+	fmt.Printf("queue benchmark: %d no-op jobs x %d rounds, concurrency %d, %d producers; latency phase %d jobs %v apart\n",
+		cfg.jobs, cfg.rounds, cfg.concurrency, cfg.producers, cfg.latencyJobs, cfg.interval)
+	fmt.Printf("redis %s at %s db %d; Go %s, GOMAXPROCS %d\n", version, ropt.Addr, ropt.DB, runtime.Version(), runtime.GOMAXPROCS(0))
+	fmt.Printf("server background before the run: %.0f commands/s, %.0f reads/s from other clients\n\n", bg.commands, bg.reads)
+
+	// Enqueue+process rounds alternate between the systems, so that a
+	// change in the machine's background load hits both alike; the rates
+	// reported are each system's median round.
+	for round := range cfg.rounds {
+		for _, e := range entries {
+			if e.res.err != nil || ctx.Err() != nil {
+				continue
+			}
+			fmt.Printf("round %d/%d: %s enqueue + process\n", round+1, cfg.rounds, e.sys.Name())
+			enq, proc, err := e.throughputRound(ctx, cfg, round)
+			if err != nil {
+				e.res.err = fmt.Errorf("round %d: %w", round+1, err)
+				fmt.Printf("  %s: %v\n", e.sys.Name(), e.res.err)
+				continue
+			}
+			e.res.enqueueRounds = append(e.res.enqueueRounds, enq)
+			e.res.processRounds = append(e.res.processRounds, proc)
+			runtime.GC()
 		}
-		if r.err != nil {
-			fmt.Printf("  %s: %v\n", sys.Name(), r.err)
+	}
+	for _, e := range entries {
+		if e.res.err != nil || ctx.Err() != nil {
+			continue
 		}
-		results = append(results, r)
+		fmt.Printf("%s latency\n", e.sys.Name())
+		if err := e.latencyPhase(ctx, cfg); err != nil {
+			e.res.err = fmt.Errorf("latency phase: %w", err)
+			fmt.Printf("  %s: %v\n", e.sys.Name(), e.res.err)
+		}
 		runtime.GC()
-		if ctx.Err() != nil {
-			break
-		}
+	}
+	var results []result
+	for _, e := range entries {
+		e.res.summarize()
+		results = append(results, e.res)
 	}
 	fmt.Println()
 	printResults(os.Stdout, cfg, results)
 	return nil
+}
+
+// entry is one system under test and what it measured so far.
+type entry struct {
+	sys     system
+	counter *tripCounter
+	admin   *redis.Client
+	base    time.Time
+	res     result
 }
 
 // tracker records, per job, when it was added and when its handler started.
@@ -204,9 +263,14 @@ func newTracker(base time.Time, offset, n int) *tracker {
 	}
 }
 
-func (t *tracker) handle(seq int) {
+// handleInRange records a job of this tracker's range; a late duplicate of
+// an earlier round's job is not this phase's business.
+func (t *tracker) handleInRange(seq int) {
 	now := int64(time.Since(t.base))
 	i := seq - t.offset
+	if i < 0 || i >= len(t.seen) {
+		return
+	}
 	if t.seen[i].Add(1) != 1 {
 		t.dupes.Add(1)
 		return
@@ -229,28 +293,19 @@ func (t *tracker) wait(ctx context.Context, timeout time.Duration) error {
 	}
 }
 
-func runSystem(ctx context.Context, cfg config, sys system, admin *redis.Client, counter *tripCounter) (r result) {
-	r = result{name: sys.Name(), notes: sys.Notes(), latencyN: cfg.latencyJobs}
-	base := time.Now()
-	thr := newTracker(base, 0, cfg.jobs)
-	lat := newTracker(base, cfg.jobs, cfg.latencyJobs)
-	handle := func(seq int) {
-		if seq < cfg.jobs {
-			thr.handle(seq)
-		} else if seq < cfg.jobs+cfg.latencyJobs {
-			lat.handle(seq)
-		}
-	}
-	fail := func(phase string, err error) result {
-		r.err = fmt.Errorf("%s phase: %w", phase, err)
-		_ = sys.StopWorkers(context.WithoutCancel(ctx))
-		return r
-	}
+// throughputRound adds cfg.jobs jobs with no worker running (enqueue), then
+// starts the workers on them and times until the last job's handler
+// started (process). The process meter runs until graceful shutdown, so
+// the last acknowledgements are counted. Round r uses job numbers
+// [r*jobs, (r+1)*jobs).
+func (e *entry) throughputRound(ctx context.Context, cfg config, round int) (enq, proc phaseStats, err error) {
+	sys := e.sys
+	offset := round * cfg.jobs
+	thr := newTracker(e.base, offset, cfg.jobs)
 
-	// Enqueue phase: no worker runs, so this is the producers' cost alone.
-	m, err := startMeter(ctx, admin, counter)
+	m, err := startMeter(ctx, e.admin, e.counter)
 	if err != nil {
-		return fail("enqueue", err)
+		return enq, proc, err
 	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -260,11 +315,11 @@ func runSystem(ctx context.Context, cfg config, sys system, admin *redis.Client,
 	for range cfg.producers {
 		wg.Go(func() {
 			for {
-				seq := int(next.Add(1) - 1)
-				if seq >= cfg.jobs {
+				i := int(next.Add(1) - 1)
+				if i >= cfg.jobs {
 					return
 				}
-				if err := sys.Enqueue(ctx, seq); err != nil {
+				if err := sys.Enqueue(ctx, offset+i); err != nil {
 					errOnce.Do(func() { firstErr = err })
 					return
 				}
@@ -274,71 +329,83 @@ func runSystem(ctx context.Context, cfg config, sys system, admin *redis.Client,
 	wg.Wait()
 	elapsed := time.Since(t0)
 	if firstErr != nil {
-		return fail("enqueue", firstErr)
+		return enq, proc, fmt.Errorf("enqueue: %w", firstErr)
 	}
-	if r.enqueue, err = m.stop(ctx, cfg.jobs, elapsed); err != nil {
-		return fail("enqueue", err)
+	if enq, err = m.stop(ctx, cfg.jobs, elapsed); err != nil {
+		return enq, proc, err
 	}
 
-	// Process phase: workers start on a full queue; the clock stops when the
-	// last job's handler starts. The meter runs until graceful shutdown so
-	// the last acknowledgements are counted.
 	runtime.GC()
-	if m, err = startMeter(ctx, admin, counter); err != nil {
-		return fail("process", err)
+	if m, err = startMeter(ctx, e.admin, e.counter); err != nil {
+		return enq, proc, err
 	}
-	start := int64(time.Since(base))
-	if err := sys.StartWorkers(ctx, cfg.concurrency, handle); err != nil {
-		return fail("process", err)
+	stopProfile, err := startProfile(cfg.cpuprofile, fmt.Sprintf("%s.%d", sys.Name(), round+1))
+	if err != nil {
+		return enq, proc, err
 	}
-	if err := thr.wait(ctx, cfg.timeout); err != nil {
-		r.process.timedOut = true
-		return fail("process", err)
+	start := int64(time.Since(e.base))
+	if err := sys.StartWorkers(ctx, cfg.concurrency, thr.handleInRange); err != nil {
+		stopProfile()
+		return enq, proc, fmt.Errorf("start workers: %w", err)
+	}
+	err = thr.wait(ctx, cfg.timeout)
+	stopProfile()
+	if err != nil {
+		_ = sys.StopWorkers(context.WithoutCancel(ctx))
+		return enq, proc, fmt.Errorf("process: %w", err)
 	}
 	elapsed = time.Duration(thr.lastAt.Load() - start)
 	if err := sys.StopWorkers(ctx); err != nil {
-		return fail("process", err)
+		return enq, proc, fmt.Errorf("stop workers: %w", err)
 	}
-	if r.process, err = m.stop(ctx, cfg.jobs, elapsed); err != nil {
-		return fail("process", err)
+	if proc, err = m.stop(ctx, cfg.jobs, elapsed); err != nil {
+		return enq, proc, err
 	}
-	r.process.dupes = thr.dupes.Load()
+	proc.dupes = thr.dupes.Load()
+	return enq, proc, nil
+}
 
-	// Latency phase: workers idle first (as they are in production between
-	// bursts), then one producer adds a job every interval on a fixed
-	// schedule; latency is handler start minus the moment before Add.
-	runtime.GC()
-	if err := sys.StartWorkers(ctx, cfg.concurrency, handle); err != nil {
-		return fail("latency", err)
+// latencyPhase starts the workers and leaves them idle (as they are in
+// production between bursts), then one producer adds a job every
+// interval on a fixed schedule; latency is the start of the job's handler
+// minus the moment just before its Add.
+func (e *entry) latencyPhase(ctx context.Context, cfg config) error {
+	sys := e.sys
+	offset := cfg.rounds * cfg.jobs
+	lat := newTracker(e.base, offset, cfg.latencyJobs)
+	if err := sys.StartWorkers(ctx, cfg.concurrency, lat.handleInRange); err != nil {
+		return fmt.Errorf("start workers: %w", err)
 	}
+	defer func() { _ = sys.StopWorkers(context.WithoutCancel(ctx)) }()
 	select {
 	case <-time.After(cfg.settle):
 	case <-ctx.Done():
-		return fail("latency", ctx.Err())
+		return ctx.Err()
 	}
-	if m, err = startMeter(ctx, admin, counter); err != nil {
-		return fail("latency", err)
+	m, err := startMeter(ctx, e.admin, e.counter)
+	if err != nil {
+		return err
 	}
-	t0 = time.Now()
+	t0 := time.Now()
 	for i := range cfg.latencyJobs {
 		if d := time.Until(t0.Add(time.Duration(i) * cfg.interval)); d > 0 {
 			time.Sleep(d)
 		}
-		lat.addedAt[i].Store(int64(time.Since(base)))
-		if err := sys.Enqueue(ctx, cfg.jobs+i); err != nil {
-			return fail("latency", err)
+		lat.addedAt[i].Store(int64(time.Since(e.base)))
+		if err := sys.Enqueue(ctx, offset+i); err != nil {
+			return fmt.Errorf("enqueue: %w", err)
 		}
 	}
 	if err := lat.wait(ctx, cfg.timeout); err != nil {
-		r.latencyRun.timedOut = true
-		return fail("latency", err)
+		return err
 	}
-	elapsed = time.Since(t0)
+	elapsed := time.Since(t0)
 	if err := sys.StopWorkers(ctx); err != nil {
-		return fail("latency", err)
+		return fmt.Errorf("stop workers: %w", err)
 	}
+	r := &e.res
 	if r.latencyRun, err = m.stop(ctx, cfg.latencyJobs, elapsed); err != nil {
-		return fail("latency", err)
+		return err
 	}
 	r.latencyRun.dupes = lat.dupes.Load()
 	ds := make([]time.Duration, cfg.latencyJobs)
@@ -347,7 +414,7 @@ func runSystem(ctx context.Context, cfg config, sys system, admin *redis.Client,
 	}
 	sortDurations(ds)
 	r.p50, r.p99, r.max = percentile(ds, 50), percentile(ds, 99), ds[len(ds)-1]
-	return r
+	return nil
 }
 
 type bgRate struct{ commands, reads float64 }
@@ -410,4 +477,24 @@ func uniqueName(prefix string) string {
 	b := make([]byte, 5)
 	_, _ = rand.Read(b)
 	return prefix + "-" + hex.EncodeToString(b)
+}
+
+// startProfile starts a CPU profile to <path>.<name>.pprof when path is
+// set; the returned function stops it.
+func startProfile(path, name string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path + "." + name + ".pprof")
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

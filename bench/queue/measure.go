@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -260,4 +261,42 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 		i = len(sorted) - 1
 	}
 	return sorted[i]
+}
+
+// sumPhases adds up rounds of one phase (jobs, time, counters) and returns
+// the median round's rate (jobs/s) alongside.
+func sumPhases(ps []phaseStats) (phaseStats, float64) {
+	var sum phaseStats
+	sum.server.calls, sum.server.usec = map[string]int64{}, map[string]int64{}
+	rates := make([]float64, 0, len(ps))
+	for _, p := range ps {
+		sum.jobs += p.jobs
+		sum.elapsed += p.elapsed
+		sum.clientCPU += p.clientCPU
+		sum.client.trips += p.client.trips
+		sum.client.cmds += p.client.cmds
+		sum.server.reads += p.server.reads
+		sum.server.commands += p.server.commands
+		sum.server.cpu += p.server.cpu
+		for k, v := range p.server.calls {
+			sum.server.calls[k] += v
+		}
+		for k, v := range p.server.usec {
+			sum.server.usec[k] += v
+		}
+		sum.dupes += p.dupes
+		sum.timedOut = sum.timedOut || p.timedOut
+		rates = append(rates, p.rate())
+	}
+	return sum, median(rates)
+}
+
+// median of rates (the lower middle for an even count).
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[(len(s)-1)/2]
 }

@@ -111,11 +111,13 @@ func run(shifts, cold int) error {
 	}
 
 	fmt.Printf("\n== local end-to-end: complete -> invoice readable (%d shifts, drains running) ==\n", shifts)
-	p50, p99, err := e2e(ctx, root, work, shifts)
+	res, err := e2e(ctx, root, work, shifts)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("p50 %s  p99 %s  target p50 < %s  %s\n", ms(p50), ms(p99), maxE2EP50, verdict(p50 < maxE2EP50, &ok))
+	fmt.Printf("p50 %s  p99 %s  target p50 < %s  %s\n", ms(res.total[0]), ms(res.total[1]), maxE2EP50, verdict(res.total[0] < maxE2EP50, &ok))
+	fmt.Printf("  of which the complete request:         p50 %s  p99 %s\n", ms(res.request[0]), ms(res.request[1]))
+	fmt.Printf("  and the background work after it:     p50 %s  p99 %s\n", ms(res.background[0]), ms(res.background[1]))
 	if !ok {
 		return fmt.Errorf("a target was missed")
 	}
@@ -211,11 +213,21 @@ func coldStart(ctx context.Context, rie, bootstrap string, env []string, drain b
 	return d, nil
 }
 
+// latencies are p50 and p99 of complete -> invoice readable, split into
+// the complete request and what follows it.
+type latencies struct{ total, request, background [2]time.Duration }
+
+func percentiles(ds []time.Duration) [2]time.Duration {
+	slices.Sort(ds)
+	return [2]time.Duration{ds[len(ds)/2], ds[(len(ds)*99)/100]}
+}
+
 // e2e runs the local runner and times complete -> invoice readable.
-func e2e(ctx context.Context, root, work string, n int) (time.Duration, time.Duration, error) {
+func e2e(ctx context.Context, root, work string, n int) (latencies, error) {
+	var none latencies
 	bin, err := localtest.Build(ctx, root, work)
 	if err != nil {
-		return 0, 0, err
+		return none, err
 	}
 	env := []string{"SHIFTFLOW_DATA_DIR=" + filepath.Join(work, "local"), "LOG_LEVEL=warn"}
 	if u := os.Getenv("REDIS_URL"); u != "" {
@@ -227,38 +239,40 @@ func e2e(ctx context.Context, root, work string, n int) (time.Duration, time.Dur
 	}
 	r, err := localtest.Start(bin, work, env)
 	if err != nil {
-		return 0, 0, err
+		return none, err
 	}
 	defer func() { _ = r.Stop(30 * time.Second) }()
 	c := localtest.Client{URL: r.URL}
 	if err := c.Login(ctx, "admin@example.com", "shiftflow-demo"); err != nil {
-		return 0, 0, err
+		return none, err
 	}
 	clientID, err := c.FirstClient(ctx)
 	if err != nil {
-		return 0, 0, err
+		return none, err
 	}
-	var lat []time.Duration
+	var lat, reqs, bg []time.Duration
 	base := time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC)
 	for i := range n {
 		s, err := c.Schedule(ctx, clientID, base.Add(time.Duration(i)*24*time.Hour), 8, 30)
 		if err != nil {
-			return 0, 0, err
+			return none, err
 		}
 		start := time.Now()
 		if _, err := c.Complete(ctx, s.ID); err != nil {
-			return 0, 0, err
+			return none, err
 		}
+		done := time.Now()
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		_, err = c.WaitInvoice(wctx, s.ID, time.Millisecond)
 		cancel()
 		if err != nil {
-			return 0, 0, err
+			return none, err
 		}
 		lat = append(lat, time.Since(start))
+		reqs = append(reqs, done.Sub(start))
+		bg = append(bg, time.Since(done))
 	}
-	slices.Sort(lat)
-	return lat[len(lat)/2], lat[(len(lat)*99)/100], nil
+	return latencies{percentiles(lat), percentiles(reqs), percentiles(bg)}, nil
 }
 
 func size(p string) int64 {

@@ -503,7 +503,7 @@ func (b *Bus) RemoveSubscription(ctx context.Context, name string) error {
 	if err != nil && !strings.Contains(err.Error(), "NOGROUP") && !strings.Contains(err.Error(), "no such key") {
 		return &core.Error{Code: core.EUnavailable, Message: "event bus unavailable", Err: err}
 	}
-	for _, key := range []string{k.retry, k.delayed, k.held, k.dead} {
+	for _, key := range []string{k.retry, k.delayed, k.held, k.dead, k.pruned} {
 		if err := b.client.Del(ctx, key).Err(); err != nil {
 			return &core.Error{Code: core.EUnavailable, Message: "event bus unavailable", Err: err}
 		}

@@ -408,6 +408,8 @@ func TestBusContract(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+
+		consumerHygieneBus(t, tg, newBus)
 	})
 }
 

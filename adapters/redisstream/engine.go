@@ -78,6 +78,9 @@ type lane interface {
 	maintain(ctx context.Context, consumer string, reclaim bool, minIdle time.Duration) (maintResult, error)
 	// remaining estimates the work left (for the summary).
 	remaining(ctx context.Context) int64
+	// pruneLock is the key (with the lane's hash tag) that rate-limits
+	// pruning idle consumers across all processes.
+	pruneLock() string
 }
 
 var (
@@ -95,11 +98,18 @@ type engine struct {
 	opt     ConsumerOptions
 	log     *slog.Logger
 	running atomic.Bool
+
+	// Pruning idle consumers (consumers.go): at most once per pruneEvery
+	// per engine, and per group across processes.
+	pruneEvery time.Duration
+	lastPrune  atomic.Int64 // unix ns of the last attempt
+	pruneOff   atomic.Bool  // the server lacks XINFO CONSUMERS / XGROUP DELCONSUMER
 }
 
 func newEngine(c redis.UniversalClient, l lane, opt ConsumerOptions) *engine {
 	opt = opt.withDefaults()
-	return &engine{client: c, lane: l, opt: opt, log: opt.Logger.With("consumer", opt.Consumer, "lane", l.label())}
+	return &engine{client: c, lane: l, opt: opt, log: opt.Logger.With("consumer", opt.Consumer, "lane", l.label()),
+		pruneEvery: consumerPruneInterval}
 }
 
 // Consumer returns this consumer's name in its group.
@@ -170,6 +180,7 @@ type runState struct {
 	processed, succeeded, failed, dead, requeued atomic.Int64
 	promoted, reclaimed                          atomic.Int64
 	lost                                         atomic.Int64
+	consumersRemoved                             atomic.Int64
 }
 
 func (e *engine) run(ctx context.Context, mode int) (sum event.DrainSummary, err error) {
@@ -202,6 +213,8 @@ func (e *engine) run(ctx context.Context, mode int) (sum event.DrainSummary, err
 		return sum, err
 	}
 	r.addMaint(m)
+	// After the reclaim: the consumers it emptied can go in the same pass.
+	r.consumersRemoved.Add(int64(e.pruneConsumers(ctx, r.consumer)))
 
 	bgStop := make(chan struct{})
 	var bgWG sync.WaitGroup
@@ -224,6 +237,7 @@ func (e *engine) run(ctx context.Context, mode int) (sum event.DrainSummary, err
 	sum.Reclaimed = int(r.reclaimed.Load())
 	sum.Promoted = int(r.promoted.Load())
 	sum.Lost = r.lost.Load()
+	sum.ConsumersRemoved = int(r.consumersRemoved.Load())
 	sum.StoppedBy = stoppedBy
 	sum.Duration = time.Since(began)
 	if sum.Lost > 0 {
@@ -815,7 +829,8 @@ func (r *runState) heartbeat(ctx context.Context, stop <-chan struct{}) {
 }
 
 // maintenance promotes due entries every PollInterval and reclaims
-// stalled ones every VisibilityTimeout/2.
+// stalled ones every VisibilityTimeout/2 (then prunes idle consumers, at
+// most once per pruneEvery).
 func (r *runState) maintenance(ctx context.Context, stop <-chan struct{}) {
 	e := r.e
 	t := time.NewTicker(e.opt.PollInterval)
@@ -837,10 +852,11 @@ func (r *runState) maintenance(ctx context.Context, stop <-chan struct{}) {
 			}
 			continue
 		}
+		r.addMaint(m)
 		if reclaim {
 			lastReclaim = time.Now()
+			r.consumersRemoved.Add(int64(e.pruneConsumers(ctx, r.consumer)))
 		}
-		r.addMaint(m)
 	}
 }
 

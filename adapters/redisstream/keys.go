@@ -18,6 +18,7 @@ import (
 //	  <p>:q:{q}:delayed       zset id -> due ms (delayed jobs and retries in backoff)
 //	  <p>:q:{q}:completed     list of kept completed job ids, newest first
 //	  <p>:q:{q}:failed        zset id -> fail ms (dead-lettered jobs)
+//	  <p>:q:{q}:pruned        string with a TTL: idle consumers were pruned lately (consumers.go)
 //
 //	event stream "s" (tag {s}; default s = "events"):
 //	  <p>:ev:{s}:stream             the shared event stream; one consumer group per durable subscription
@@ -26,6 +27,7 @@ import (
 //	  <p>:ev:{s}:sub:<n>:delayed    zset origin id -> due ms (retries in backoff)
 //	  <p>:ev:{s}:sub:<n>:held       hash origin id -> retry record while in backoff
 //	  <p>:ev:{s}:sub:<n>:dead       dead-letter stream of subscription n
+//	  <p>:ev:{s}:sub:<n>:pruned     string with a TTL: group n's idle consumers were pruned lately
 //
 // A subscription's keys carry the stream's tag rather than one of their
 // own because the consumer group lives inside the stream key: the script
@@ -40,6 +42,7 @@ const workersGroup = "workers"
 
 type queueKeys struct {
 	stream, delayed, completed, failed string
+	pruned                             string
 	jobPrefix                          string // + job id
 }
 
@@ -50,6 +53,7 @@ func newQueueKeys(prefix, queue string) queueKeys {
 		delayed:   base + "delayed",
 		completed: base + "completed",
 		failed:    base + "failed",
+		pruned:    base + "pruned",
 		jobPrefix: base + "job:",
 	}
 }
@@ -68,11 +72,12 @@ func newStreamKeys(prefix, stream string) streamKeys {
 
 type subKeys struct {
 	retry, delayed, held, dead string
+	pruned                     string
 }
 
 func (k streamKeys) sub(name string) subKeys {
 	base := k.subPrefix + name + ":"
-	return subKeys{retry: base + "retry", delayed: base + "delayed", held: base + "held", dead: base + "dead"}
+	return subKeys{retry: base + "retry", delayed: base + "delayed", held: base + "held", dead: base + "dead", pruned: base + "pruned"}
 }
 
 // validName checks a queue, stream or subscription name. Names become part

@@ -59,6 +59,12 @@ type ConsumerOptions struct {
 	// Consumer names this process in the consumer group (default
 	// host-pid-random). Two concurrent drains must not share a name.
 	Consumer string
+	// IdleConsumerTimeout is how long a consumer of the group may go
+	// without reading before a drain deletes it, provided it holds no
+	// pending entry (default 1h; negative: never delete). Serverless
+	// instances join under a new name on every cold start and never leave;
+	// Redis would keep them forever. See docs/queue.md, "Idle consumers".
+	IdleConsumerTimeout time.Duration
 	// Logger receives failures and dead letters (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -99,6 +105,9 @@ func (o ConsumerOptions) withDefaults() ConsumerOptions {
 	}
 	if o.Consumer == "" {
 		o.Consumer = consumerName()
+	}
+	if o.IdleConsumerTimeout == 0 {
+		o.IdleConsumerTimeout = time.Hour
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

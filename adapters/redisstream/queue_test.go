@@ -659,6 +659,8 @@ func TestQueueContract(t *testing.T) {
 				t.Fatalf("runs %d reclaimed %d summary %+v", runs.Load(), reclaimed, s)
 			}
 		})
+
+		consumerHygieneQueue(t, tg, q)
 	})
 }
 

@@ -95,6 +95,7 @@ type eventLane struct {
 func (l *eventLane) label() string     { return "subscription=" + l.name }
 func (l *eventLane) streams() []string { return []string{l.b.keys.stream, l.k.retry} }
 func (l *eventLane) group() string     { return l.name }
+func (l *eventLane) pruneLock() string { return l.k.pruned }
 
 func (l *eventLane) ensure(ctx context.Context, force bool) error {
 	if l.ensured && !force {
@@ -256,12 +257,12 @@ return n
 // as an attempt: the event goes to the retry stream with the next attempt
 // or, after the last, to the dead-letter stream. Pending entries that
 // retention removed (Redis 7 reports them) and the count the length cap
-// recorded for this group are returned as lost. Empty consumers idle for
-// long are deleted.
+// recorded for this group are returned as lost. The consumers it empties
+// are deleted afterwards by pruneConsumersScript (consumers.go).
 //
 // KEYS[1] event stream, KEYS[2] retry stream, KEYS[3] dead-letter stream, KEYS[4] lost hash
 // ARGV[1] group, ARGV[2] consumer, ARGV[3] min idle ms, ARGV[4] max entries per stream,
-// ARGV[5] max attempts, ARGV[6] dead-letter cap, ARGV[7] idle ms after which an empty consumer is deleted
+// ARGV[5] max attempts, ARGV[6] dead-letter cap
 // Returns {requeued, dead, lost}.
 var reclaimEventsScript = redis.NewScript(eventLua + `
 local now = nowms()
@@ -290,17 +291,6 @@ for idx = 1, 2 do
     end
   end
   if r[3] then lost = lost + #r[3] end
-  for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[idx], ARGV[1])) do
-    local name, pending, idle
-    for i = 1, #c, 2 do
-      if c[i] == 'name' then name = c[i + 1]
-      elseif c[i] == 'pending' then pending = tonumber(c[i + 1])
-      elseif c[i] == 'idle' then idle = tonumber(c[i + 1]) end
-    end
-    if name and pending == 0 and idle and idle > tonumber(ARGV[7]) then
-      redis.call('XGROUP', 'DELCONSUMER', KEYS[idx], ARGV[1], name)
-    end
-  end
 end
 local recorded = redis.call('HGET', KEYS[4], ARGV[1])
 if recorded then
@@ -317,8 +307,7 @@ func (l *eventLane) maintain(ctx context.Context, consumer string, reclaim bool,
 		l.b.maybeTrim(ctx)
 		for {
 			v, err := reclaimEventsScript.Run(ctx, c, []string{l.b.keys.stream, l.k.retry, l.k.dead, l.b.keys.lost},
-				l.name, consumer, minIdle.Milliseconds(), 100, l.attempts, max(l.b.opt.DeadLetterMaxLen, 0),
-				consumerIdleDelete.Milliseconds()).Int64Slice()
+				l.name, consumer, minIdle.Milliseconds(), 100, l.attempts, max(l.b.opt.DeadLetterMaxLen, 0)).Int64Slice()
 			if err != nil {
 				return m, fmt.Errorf("reclaim stalled events of %s: %w", l.name, err)
 			}

@@ -70,6 +70,7 @@ type jobLane struct {
 func (l *jobLane) label() string     { return "queue=" + l.queue }
 func (l *jobLane) streams() []string { return []string{l.k.stream} }
 func (l *jobLane) group() string     { return workersGroup }
+func (l *jobLane) pruneLock() string { return l.k.pruned }
 
 func (l *jobLane) ensure(ctx context.Context, force bool) error {
 	if l.ensured && !force {
@@ -225,12 +226,12 @@ return {n, wait}
 // frozen worker). The crashed run counts as an attempt: the job goes back
 // to the stream with the next attempt number, or fails with a "stalled"
 // error after its last one, so a job that kills its worker every time is
-// dead-lettered instead of looping. It also deletes consumers that hold
-// nothing and were idle for long (serverless instances that are gone).
+// dead-lettered instead of looping. The consumers it empties are deleted
+// afterwards by pruneConsumersScript (consumers.go).
 //
 // KEYS[1] stream, KEYS[2] failed zset
 // ARGV[1] group, ARGV[2] this consumer, ARGV[3] min idle ms, ARGV[4] max entries,
-// ARGV[5] job hash key prefix, ARGV[6] idle ms after which an empty consumer is deleted
+// ARGV[5] job hash key prefix
 // Returns {requeued, dead}.
 var reclaimJobsScript = redis.NewScript(enqueueLua + `
 local now = nowms()
@@ -262,32 +263,15 @@ for _, e in ipairs(r[2]) do
     end
   end
 end
-for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
-  local name, pending, idle
-  for i = 1, #c, 2 do
-    if c[i] == 'name' then name = c[i + 1]
-    elseif c[i] == 'pending' then pending = tonumber(c[i + 1])
-    elseif c[i] == 'idle' then idle = tonumber(c[i + 1]) end
-  end
-  if name and pending == 0 and idle and idle > tonumber(ARGV[6]) then
-    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name)
-  end
-end
 return {requeued, dead}
 `)
-
-// consumerIdleDelete is how long an empty consumer may stay idle before a
-// reclaim deletes it. Live consumers touch the group at least every
-// BlockInterval, and a consumer deleted by mistake holds nothing and is
-// recreated by its next read.
-const consumerIdleDelete = time.Hour
 
 func (l *jobLane) maintain(ctx context.Context, consumer string, reclaim bool, minIdle time.Duration) (maintResult, error) {
 	var m maintResult
 	if reclaim {
 		for {
 			v, err := reclaimJobsScript.Run(ctx, l.q.client, []string{l.k.stream, l.k.failed},
-				workersGroup, consumer, minIdle.Milliseconds(), 100, l.k.jobPrefix, consumerIdleDelete.Milliseconds()).Int64Slice()
+				workersGroup, consumer, minIdle.Milliseconds(), 100, l.k.jobPrefix).Int64Slice()
 			if err != nil {
 				return m, fmt.Errorf("reclaim stalled jobs of %s: %w", l.queue, err)
 			}

@@ -70,6 +70,9 @@ type DrainSummary struct {
 	// subscriber processed them (only a length cap can; the adapter's
 	// docs state the guarantees). Always 0 for job queues.
 	Lost int64 `json:"lost,omitempty"`
+	// ConsumersRemoved counts idle, empty consumers this drain deleted
+	// from its consumer groups (serverless instances that are gone).
+	ConsumersRemoved int `json:"consumersRemoved,omitempty"`
 }
 
 // Drainer is what every consumer function runs (DESIGN.md decision 2).

@@ -34,7 +34,7 @@ func (r *ClientRepo) CreateClient(ctx context.Context, c client.Client) error {
 // GetClient returns the organisation's client. Errors: core.ENotFound.
 func (r *ClientRepo) GetClient(ctx context.Context, orgID, id string) (client.Client, error) {
 	var c client.Client
-	err := r.c.FindOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "organizationId", Value: orgID}}).Decode(&c)
+	err := findOwned(ctx, r.c, id, orgID, &c)
 	if err != nil {
 		return client.Client{}, notFound(err, "client %s not found", id)
 	}

@@ -63,7 +63,7 @@ func (r *PricingRepo) PutTable(ctx context.Context, orgID string, t pricing.Tabl
 // GetOverride returns a client's override. Errors: core.ENotFound.
 func (r *PricingRepo) GetOverride(ctx context.Context, orgID, clientID string) (pricing.Override, error) {
 	var d overrideDoc
-	err := r.overrides.FindOne(ctx, bson.D{{Key: "_id", Value: orgID + "/" + clientID}, {Key: "organizationId", Value: orgID}}).Decode(&d)
+	err := findOwned(ctx, r.overrides, orgID+"/"+clientID, orgID, &d)
 	if err != nil {
 		return pricing.Override{}, notFound(err, "client %s has no pricing override", clientID)
 	}

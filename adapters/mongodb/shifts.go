@@ -3,6 +3,7 @@ package mongodb
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -201,6 +202,26 @@ func (r *ShiftRepo) Update(ctx context.Context, s shift.Shift, prevVersion int64
 	}
 	defer unlock()
 	filter := bson.D{{Key: "_id", Value: s.ID}, {Key: "organizationId", Value: s.OrganizationID}, {Key: "version", Value: prevVersion}}
+	if r.needsLease(ctx) {
+		// The lease makes this writer the only one of the shift, so the
+		// condition can be checked first and the update filtered on _id
+		// alone, the only filter FerretDB pushes down to SQL (any other
+		// filter reads and decodes every shift). The conditioned update
+		// was no more atomic on FerretDB: the lease is what guards it.
+		var cur struct {
+			OrganizationID string `bson:"organizationId"`
+			Version        int64  `bson:"version"`
+		}
+		err := r.c.FindOne(ctx, bson.D{{Key: "_id", Value: s.ID}},
+			options.FindOne().SetProjection(bson.D{{Key: "organizationId", Value: 1}, {Key: "version", Value: 1}})).Decode(&cur)
+		if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+			return fmt.Errorf("update shift: %w", err)
+		}
+		if err != nil || cur.OrganizationID != s.OrganizationID || cur.Version != prevVersion {
+			return core.Conflict("shift %s was changed by another request; reload it and try again", s.ID)
+		}
+		filter = bson.D{{Key: "_id", Value: s.ID}}
+	}
 	update := bson.D{
 		{Key: "$set", Value: bson.D{
 			{Key: "clientId", Value: s.ClientID}, {Key: "workerId", Value: s.WorkerID}, {Key: "role", Value: s.Role},
@@ -223,8 +244,7 @@ func (r *ShiftRepo) Update(ctx context.Context, s shift.Shift, prevVersion int64
 // Get returns the organisation's shift. Errors: core.ENotFound.
 func (r *ShiftRepo) Get(ctx context.Context, orgID, id string) (shift.Shift, error) {
 	var s shift.Shift
-	err := r.c.FindOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "organizationId", Value: orgID}},
-		options.FindOne().SetProjection(shiftFields)).Decode(&s)
+	err := findOwned(ctx, r.c, id, orgID, &s, options.FindOne().SetProjection(shiftFields))
 	if err != nil {
 		return shift.Shift{}, notFound(err, "shift %s not found", id)
 	}
@@ -318,7 +338,13 @@ func (r *ShiftRepo) RemoveFromOutbox(ctx context.Context, shiftID string, eventI
 		if len(remaining) == len(v.Outbox) {
 			return nil // already removed by another relay
 		}
-		res, err := r.c.UpdateOne(ctx, bson.D{{Key: "_id", Value: shiftID}, {Key: "version", Value: v.Version}},
+		filter := bson.D{{Key: "_id", Value: shiftID}, {Key: "version", Value: v.Version}}
+		if r.needsLease(ctx) {
+			// Under the lease nobody else writes this shift, so the version
+			// just read is current; filter on _id alone (see Update).
+			filter = bson.D{{Key: "_id", Value: shiftID}}
+		}
+		res, err := r.c.UpdateOne(ctx, filter,
 			bson.D{{Key: "$set", Value: bson.D{{Key: "outbox", Value: remaining}, {Key: "hasOutbox", Value: len(remaining) > 0}}}})
 		if err != nil {
 			return fmt.Errorf("remove outbox entries of %s: %w", shiftID, err)

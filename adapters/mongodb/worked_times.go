@@ -42,7 +42,7 @@ func (r *WorkedTimeRepo) Upsert(ctx context.Context, w timesheet.WorkedTime) (ti
 // Get returns a shift's worked time. Errors: core.ENotFound.
 func (r *WorkedTimeRepo) Get(ctx context.Context, orgID, shiftID string) (timesheet.WorkedTime, error) {
 	var w timesheet.WorkedTime
-	err := r.c.FindOne(ctx, bson.D{{Key: "_id", Value: shiftID}, {Key: "organizationId", Value: orgID}}).Decode(&w)
+	err := findOwned(ctx, r.c, shiftID, orgID, &w)
 	if err != nil {
 		return timesheet.WorkedTime{}, notFound(err, "no timesheet for shift %s yet", shiftID)
 	}

@@ -1,8 +1,9 @@
 // Command queue benchmarks shiftflow's Redis Streams job queue against
 // hibiken/asynq v0.26.0 on one Redis, in one run.
 //
-//	cd bench && go run ./queue                       # 20,000 jobs, concurrency 10
-//	cd bench && go run ./queue -jobs 2000 -latency-jobs 500   # quick check
+//	cd bench && go run ./queue                                  # 20,000 jobs x 3 rounds, concurrency 10
+//	cd bench && go run ./queue -jobs 2000 -latency-jobs 300     # quick check
+//	cd bench && go run ./queue -redis-server /usr/bin/redis-server  # private server
 //
 // For each system it measures, in separate phases:
 //
@@ -11,13 +12,16 @@
 //     until the last job's handler ran;
 //   - latency: workers running and idle, then M jobs added one at a time
 //     2 ms apart; latency is from just before Add is called to the start of
-//     the job's handler;
+//     the job's handler.
 //
-// and the Redis round trips per job: on the client side with a go-redis hook
-// on every client each system uses (a pipeline or MULTI counts as one), and
-// on the server side with INFO stats / commandstats deltas (the same method
-// for both systems; a shared server's other clients add to these, which is
-// why the idle background rate is printed first).
+// Enqueue+process run as rounds alternating between the systems, so that a
+// change in the machine's background load hits both alike; rates are the
+// median round's. Per phase it also counts Redis round trips per job, on the
+// client side with a go-redis hook on every client each system uses (a
+// pipeline or MULTI counts as one) and on the server side with INFO stats /
+// commandstats deltas (the same method for both systems; other clients of a
+// shared server add to these, and the run warns when they did), and CPU per
+// job of this process (getrusage) and of redis-server (INFO cpu).
 package main
 
 import (
@@ -83,7 +87,6 @@ type result struct {
 	enqueueRate, processRate float64
 	latencyRun               phaseStats
 	p50, p99, max            time.Duration
-	latencyN                 int
 	err                      error
 }
 
@@ -183,7 +186,7 @@ func run(ctx context.Context, cfg config) error {
 		}
 		entries = append(entries, &entry{
 			sys: sys, counter: counter, admin: admin, base: time.Now(),
-			res: result{name: sys.Name(), notes: sys.Notes(), latencyN: cfg.latencyJobs},
+			res: result{name: sys.Name(), notes: sys.Notes()},
 		})
 	}
 

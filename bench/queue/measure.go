@@ -175,7 +175,6 @@ type phaseStats struct {
 	client    tripSnapshot  // deltas
 	server    serverDelta
 	dupes     int64 // deliveries beyond the first per job (at-least-once)
-	timedOut  bool
 }
 
 func (p phaseStats) rate() float64 {
@@ -285,7 +284,6 @@ func sumPhases(ps []phaseStats) (phaseStats, float64) {
 			sum.server.usec[k] += v
 		}
 		sum.dupes += p.dupes
-		sum.timedOut = sum.timedOut || p.timedOut
 		rates = append(rates, p.rate())
 	}
 	return sum, median(rates)

@@ -22,9 +22,10 @@ import (
 
 // Mongo is a running embedded MongoDB wire-protocol server.
 type Mongo struct {
-	URI    string
-	cancel context.CancelFunc
-	done   chan struct{}
+	URI     string
+	cancel  context.CancelFunc
+	done    chan struct{}
+	indexer chan struct{}
 }
 
 // StartMongo starts FerretDB with its SQLite files under dir (created if
@@ -42,8 +43,8 @@ func StartMongo(dir, addr string, logger *slog.Logger) (*Mongo, error) {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: addr},
-		Handler:   "sqlite",
+		Listener: ferretdb.ListenerConfig{TCP: addr},
+		Handler:  "sqlite",
 		// WAL (FerretDB's default) with synchronous=NORMAL: a crash of this
 		// process loses nothing committed; only an OS crash or power loss may
 		// lose the last transactions, acceptable for an offline development
@@ -55,10 +56,14 @@ func StartMongo(dir, addr string, logger *slog.Logger) (*Mongo, error) {
 		return nil, fmt.Errorf("start embedded mongo: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &Mongo{cancel: cancel, done: make(chan struct{})}
+	m := &Mongo{cancel: cancel, done: make(chan struct{}), indexer: make(chan struct{})}
 	go func() {
 		defer close(m.done)
 		_ = f.Run(ctx)
+	}()
+	go func() {
+		defer close(m.indexer)
+		indexIDs(ctx, abs, logger)
 	}()
 	uriCh := make(chan string, 1)
 	go func() { uriCh <- f.MongoDBURI() }()
@@ -74,6 +79,7 @@ func StartMongo(dir, addr string, logger *slog.Logger) (*Mongo, error) {
 // Close stops the server and waits for it to release its files.
 func (m *Mongo) Close() {
 	m.cancel()
+	<-m.indexer
 	<-m.done
 }
 

@@ -55,6 +55,7 @@ func notFound(err error, format string, args ...any) error {
 // else reads and decodes every document of the collection (measured: 0.7-
 // 0.9 ms by _id, 2.3-3.5 ms and growing with the collection otherwise).
 // On MongoDB both use the _id index, so this costs nothing there.
+// A projection in opts must keep organizationId (else nothing is found).
 func findOwned(ctx context.Context, c *mongo.Collection, id, orgID string, out any, opts ...options.Lister[options.FindOneOptions]) error {
 	raw, err := c.FindOne(ctx, bson.D{{Key: "_id", Value: id}}, opts...).Raw()
 	if err != nil {

@@ -48,9 +48,22 @@ type Redis struct {
 	Query url.Values
 }
 
-// Managed reports whether the configuration points at a managed Redis
-// (REDIS_URL) rather than local development settings.
-func (r Redis) Managed() bool { return r.Source == "REDIS_URL" }
+// Managed reports whether the configuration points at a managed Redis:
+// given by REDIS_URL and not on this machine. REDIS_HOST settings, the
+// defaults, and a REDIS_URL on a loopback address (the local runner's
+// embedded server, a developer's redis-server) are local.
+func (r Redis) Managed() bool {
+	if r.Source != "REDIS_URL" {
+		return false
+	}
+	for _, a := range r.Addrs {
+		host, _, _ := net.SplitHostPort(a)
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return true
+		}
+	}
+	return false
+}
 
 // Mode is the one-line description logged at start.
 func (r Redis) Mode() string {

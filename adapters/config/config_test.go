@@ -179,4 +179,8 @@ func TestModeLine(t *testing.T) {
 	if got := c.Redis.Mode(); got != "local, plaintext, single node" {
 		t.Fatalf("mode %q", got)
 	}
+	c, _ = Load(env(map[string]string{"REDIS_URL": "redis://127.0.0.1:41234"}))
+	if got := c.Redis.Mode(); got != "local, plaintext, single node" {
+		t.Fatalf("a loopback REDIS_URL is local, got mode %q", got)
+	}
 }

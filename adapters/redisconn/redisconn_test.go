@@ -206,7 +206,7 @@ func TestModeIsLoggedOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := logs.String()
-	if strings.Count(out, "redis: mode chosen") != 1 || !strings.Contains(out, `"mode":"managed, plaintext, single node"`) || !strings.Contains(out, `"from":"REDIS_URL"`) {
+	if strings.Count(out, "redis: mode chosen") != 1 || !strings.Contains(out, `"mode":"local, plaintext, single node"`) || !strings.Contains(out, `"from":"REDIS_URL"`) {
 		t.Fatalf("mode line missing or wrong:\n%s", out)
 	}
 }

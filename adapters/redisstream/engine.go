@@ -86,6 +86,10 @@ type lane interface {
 var (
 	errLeaseLost = errors.New("lease lost: the entry was reclaimed by another consumer")
 	errTimeout   = errors.New("handler timeout")
+	// errShutdown is the cause of a handler context cancelled because a
+	// drain or Run is shutting down: the entry is handed back without
+	// spending an attempt, and the lanes log it as such.
+	errShutdown = errors.New("shutdown: handler cancelled, entry handed back")
 	// ErrAlreadyRunning is returned when a drain or Run is started on a
 	// Worker or Subscription that is already draining: one consumer name
 	// must not be used by two loops at once.
@@ -170,7 +174,7 @@ type runState struct {
 	gaveUp   bool           // shutdown handed back handlers that ignored cancellation
 
 	abortCtx context.Context // parent of handler contexts; cancelled to abort
-	abort    context.CancelFunc
+	abort    context.CancelCauseFunc
 	hasDL    bool
 	stopAt   time.Time
 
@@ -199,8 +203,8 @@ func (e *engine) run(ctx context.Context, mode int) (sum event.DrainSummary, err
 	// Handlers outlive a cancelled ctx for up to ShutdownTimeout (graceful
 	// shutdown), so their contexts hang off a detached one that keeps ctx's
 	// values.
-	r.abortCtx, r.abort = context.WithCancel(context.WithoutCancel(ctx))
-	defer r.abort()
+	r.abortCtx, r.abort = context.WithCancelCause(context.WithoutCancel(ctx))
+	defer r.abort(errShutdown)
 	bg := context.WithoutCancel(ctx)
 
 	if err := e.lane.ensure(ctx, false); err != nil {
@@ -553,7 +557,7 @@ func (r *runState) waitShutdown(held *int, batch *[]outcome, graceUntil *time.Ti
 	if !*aborted {
 		*aborted = true
 		e.log.Warn("shutdown: cancelling in-flight handlers; their entries are handed back", "running", *held)
-		r.abort()
+		r.abort(errShutdown)
 		*graceUntil = time.Now().Add(time.Second)
 		return
 	}

@@ -527,6 +527,8 @@ func TestQueueContract(t *testing.T) {
 			var calls atomic.Int32
 			o := fastOpts()
 			o.ShutdownTimeout = 100 * time.Millisecond
+			logs := &logRecorder{}
+			o.Logger = slog.New(logs)
 			w, _ := q.Worker(queue, func(ctx context.Context, j *job.Job) error {
 				if calls.Add(1) == 1 {
 					started <- struct{}{}
@@ -551,6 +553,13 @@ func TestQueueContract(t *testing.T) {
 			j, err := q.GetJob(context.Background(), queue, id)
 			if err != nil || j.State != job.StateWaiting || j.Attempt != 1 {
 				t.Fatalf("handed-back job %+v %v (no attempt spent)", j, err)
+			}
+			// The log must say what happened: handed back, not "will retry".
+			if _, ok := logs.attr("job handed back on shutdown", "err"); !ok {
+				t.Error(`no "job handed back on shutdown" log`)
+			}
+			if _, ok := logs.attr("job attempt failed; will retry", "err"); ok {
+				t.Error(`a handed-back job was logged as "will retry"`)
 			}
 			s := drain(t, w, 10*time.Second)
 			if s.Succeeded != 1 || calls.Load() != 2 {

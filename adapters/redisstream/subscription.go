@@ -139,6 +139,11 @@ func (l *eventLane) handle(ctx context.Context, d *delivery) outcome {
 	msg := errText(err)
 	log := l.b.opt.Logger.With("subscription", l.name, "event", ev.ID, "type", ev.Type,
 		"correlationId", ev.CorrelationID, "attempt", attempt, "maxAttempts", l.attempts)
+	if errors.Is(context.Cause(ctx), errShutdown) {
+		// Handed back without spending the attempt (see runOne).
+		log.Info("event handed back on shutdown", "err", msg)
+		return outcome{d: d, kind: outRequeue}
+	}
 	if event.IsPermanent(err) || job.IsPermanent(err) || attempt >= l.attempts {
 		log.Error("event handler failed; dead-lettered", "err", msg)
 		return outcome{d: d, kind: outFail, err: msg}

@@ -105,6 +105,12 @@ func (l *jobLane) handle(ctx context.Context, d *delivery) outcome {
 	}
 	msg := errText(err)
 	log := l.log.With("queue", l.queue, "job", j.ID, "name", j.Name, "attempt", attempt, "maxAttempts", maxA)
+	if errors.Is(context.Cause(ctx), errShutdown) {
+		// The engine hands the job back without spending the attempt;
+		// saying "will retry" or "dead-lettered" here would be false.
+		log.Info("job handed back on shutdown", "err", msg)
+		return outcome{d: d, kind: outRequeue}
+	}
 	if job.IsPermanent(err) || attempt >= maxA {
 		log.Error("job failed; dead-lettered", "err", msg)
 		return outcome{d: d, kind: outFail, err: msg}

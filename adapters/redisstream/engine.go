@@ -247,6 +247,15 @@ func (e *engine) run(ctx context.Context, mode int) (sum event.DrainSummary, err
 	if sum.Lost > 0 {
 		e.log.Error("stream retention removed entries before they were processed", "lost", sum.Lost)
 	}
+	if r.hasDL && !began.Add(e.opt.HandlerTimeout).Before(r.stopAt) {
+		// No handler could ever start: a function whose timeout is not
+		// well above HandlerTimeout + SafetyMargin never processes a job,
+		// and the summary alone ("deadline", 0 processed) does not say why.
+		e.log.Warn("drain could not start any handler: its deadline is shorter than HandlerTimeout + SafetyMargin; set HandlerTimeout well below the function timeout",
+			"timeLeft", r.stopAt.Add(e.opt.SafetyMargin).Sub(began).Round(time.Millisecond),
+			"handlerTimeout", e.opt.HandlerTimeout, "safetyMargin", e.opt.SafetyMargin,
+			"remaining", sum.Remaining)
+	}
 	return sum, loopErr
 }
 

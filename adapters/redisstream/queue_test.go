@@ -54,6 +54,8 @@ func counts(t *testing.T, q *Queues, queue string) job.Counts {
 	return c
 }
 
+const cannotStartMsg = "drain could not start any handler: its deadline is shorter than HandlerTimeout + SafetyMargin; set HandlerTimeout well below the function timeout"
+
 func drain(t *testing.T, d event.Drainer, timeout time.Duration) event.DrainSummary {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -463,11 +465,17 @@ func TestQueueContract(t *testing.T) {
 			mustAdd(t, q, queue, "x", nil, job.Options{})
 			o := fastOpts()
 			o.HandlerTimeout = 5 * time.Second
+			logs := &logRecorder{}
+			o.Logger = slog.New(logs)
 			var runs atomic.Int32
 			w, _ := q.Worker(queue, func(ctx context.Context, j *job.Job) error { runs.Add(1); return nil }, o)
 			s := drain(t, w, 2*time.Second)
 			if s.StoppedBy != "deadline" || runs.Load() != 0 || counts(t, q, queue).Waiting != 1 {
 				t.Fatalf("summary %+v runs %d", s, runs.Load())
+			}
+			// Starting nothing must not be silent: one Warn with the numbers.
+			if v, ok := logs.attr(cannotStartMsg, "handlerTimeout"); !ok || v.Duration() != 5*time.Second {
+				t.Errorf("no %q log with handlerTimeout=5s (got %v %v)", cannotStartMsg, v, ok)
 			}
 		})
 

@@ -44,7 +44,7 @@ func (s *shiftflowSystem) Notes() []string {
 	return []string{
 		"shiftflow: redisstream.NewQueues(go-redis client, QueueOptions{Prefix}) + Add(ctx, queue, name, data, job.Options{});",
 		"  Queues.Worker(queue, handler, WorkerOptions{Concurrency: C}) + Run(ctx); everything else at its defaults:",
-		"  a generated ULID job id, Attempts 3, KeepCompleted 100, VisibilityTimeout 30s, BlockInterval 1s (blocking XREADGROUP),",
+		"  a generated ULID job id, Attempts 3, KeepCompleted 100, Prefetch 4 x Concurrency, VisibilityTimeout 30s, BlockInterval 1s,",
 		"  PollInterval 500ms (delayed/retry promotion), go-redis default pool",
 	}
 }

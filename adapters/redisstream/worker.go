@@ -145,10 +145,12 @@ for i = 0, n - 1 do
   local hk = KEYS[5 + i]
   if redis.call('XACK', KEYS[1], ARGV[1], mid) == 1 then
     redis.call('XDEL', KEYS[1], mid)
-    if redis.call('HGET', hk, 'msg') == mid then
+    -- One HMGET for the ownership check and the fields the outcomes need.
+    local f = redis.call('HMGET', hk, 'msg', 'keep', 'attempt')
+    if f[1] == mid then
       applied = applied + 1
       if out == 'c' then
-        local keep = tonumber(redis.call('HGET', hk, 'keep'))
+        local keep = tonumber(f[2])
         if keep <= 0 then
           redis.call('DEL', hk)
         else
@@ -160,7 +162,7 @@ for i = 0, n - 1 do
           end
         end
       elseif out == 'r' then
-        local attempt = tonumber(redis.call('HGET', hk, 'attempt')) + 1
+        local attempt = tonumber(f[3]) + 1
         redis.call('HSET', hk, 'err', ARGV[b + 4], 'processed', ARGV[b + 5], 'attempt', attempt, 'msg', '')
         local delay = tonumber(ARGV[b + 3])
         if delay > 0 then
@@ -170,7 +172,7 @@ for i = 0, n - 1 do
           enqueue(KEYS[1], hk, id, attempt)
         end
       elseif out == 'h' then
-        enqueue(KEYS[1], hk, id, tonumber(redis.call('HGET', hk, 'attempt')))
+        enqueue(KEYS[1], hk, id, tonumber(f[3]))
       else
         redis.call('HSET', hk, 'state', 'failed', 'err', ARGV[b + 4], 'processed', ARGV[b + 5], 'finished', now, 'msg', '')
         redis.call('ZADD', KEYS[4], now, id)

@@ -240,4 +240,3 @@ func TestInvoiceRepoFindsInvoicesStoredBeforePointers(t *testing.T) {
 		t.Fatalf("%d invoices, want 3", c)
 	}
 }
-

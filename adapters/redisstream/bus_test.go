@@ -152,6 +152,12 @@ func TestBusContract(t *testing.T) {
 			var mu sync.Mutex
 			seen := map[string]int{}
 			per := [2]atomic.Int32{}
+			// Few entries in flight per instance, so that one instance
+			// cannot take every event in one read before the other's
+			// first read arrives (on TLS under -race that can take a while).
+			shareOpts := subOpts()
+			shareOpts.Concurrency = 2
+			shareOpts.Prefetch = -1
 			mk := func(i int) *Subscription {
 				s, err := b.SubscribeDurable([]string{"*"}, "workers", func(ctx context.Context, e event.Event) error {
 					mu.Lock()
@@ -160,7 +166,7 @@ func TestBusContract(t *testing.T) {
 					per[i].Add(1)
 					time.Sleep(5 * time.Millisecond)
 					return nil
-				}, subOpts())
+				}, shareOpts)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -171,6 +177,7 @@ func TestBusContract(t *testing.T) {
 				t.Fatal("instances share a consumer name")
 			}
 			drain(t, a, 5*time.Second) // creates the group
+			drain(t, c, 5*time.Second) // both instances connected before the events arrive
 			for range 60 {
 				publish(t, b, "x.y", nil)
 			}

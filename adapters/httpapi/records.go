@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"time"
+
+	"github.com/shiftflow/shiftflow/core"
 )
 
 // Timesheets and invoices are read the same way: one per shift (404 until
@@ -25,24 +27,28 @@ func (x *DomainRoutes) listInvoices(w http.ResponseWriter, r *http.Request) {
 	serveRange(w, r, x.d.Invoices.List)
 }
 
-// serveShiftRecord answers the record of the shift in the path. The shift
-// is looked up first so that another organisation's shift answers exactly
-// as a missing one does (404 "shift not found").
+// serveShiftRecord answers the record of the shift in the path. The
+// record lookup is scoped to the organisation, so a hit needs no other
+// read; on a miss the shift is looked up so that another organisation's or
+// a missing shift answers 404 "shift not found", and an existing shift
+// without its record yet answers the record's own 404.
 func serveShiftRecord[T any](x *DomainRoutes, w http.ResponseWriter, r *http.Request, get func(ctx context.Context, org, shiftID string) (T, error)) {
 	id, err := pathID(r, "shift")
-	if err == nil {
-		_, err = x.d.Shifts.Get(r.Context(), orgOf(r), id)
-	}
 	if err != nil {
 		WriteError(w, r, err)
 		return
 	}
 	rec, err := get(r.Context(), orgOf(r), id)
-	if err != nil {
-		WriteError(w, r, err)
+	if err == nil {
+		WriteJSON(w, http.StatusOK, rec)
 		return
 	}
-	WriteJSON(w, http.StatusOK, rec)
+	if core.ErrorCode(err) == core.ENotFound {
+		if _, serr := x.d.Shifts.Get(r.Context(), orgOf(r), id); serr != nil {
+			err = serr
+		}
+	}
+	WriteError(w, r, err)
 }
 
 // serveRange answers a list filtered by the from/to query parameters only.

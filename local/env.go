@@ -61,7 +61,7 @@ type sharedServers struct {
 
 // startServers starts an embedded Redis and an embedded MongoDB
 // wire-protocol server for whichever of REDIS_URL / MONGODB_URI is unset
-// (DESIGN.md decision 10), and a JWT secret kept in the data directory
+// (docs/design.md#10), and a JWT secret kept in the data directory
 // when JWT_SECRET is unset, so that tokens survive restarts. If another
 // runner already serves this data directory, its servers are used. When
 // publish is true, the addresses of servers this process started are

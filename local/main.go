@@ -1,4 +1,4 @@
-// Command local is the offline runner (DESIGN.md decision 10).
+// Command local is the offline runner (docs/design.md#10).
 //
 //	go run ./local                          HTTP API on PORT (default 8080) + every drain in a loop
 //	go run ./local worker                   every drain in a loop, no HTTP (container worker mode)

@@ -1,4 +1,4 @@
-// Package app is the composition root (DESIGN.md "one composition root"):
+// Package app is the composition root (docs/design.md, "one composition root"):
 // it reads the configuration, creates every client once per cold start,
 // wires repositories, the event bus, the job queues, the services, the
 // router and the drains, and hands them to whichever entry point runs:
@@ -54,7 +54,7 @@ const (
 // HTTPFunctions are the functions behind the HTTP API.
 func HTTPFunctions() []string { return []string{Login, ScheduleShift, CompleteShift} }
 
-// DrainFunctions are the consumer functions (DESIGN.md decision 2).
+// DrainFunctions are the consumer functions (docs/design.md#2).
 func DrainFunctions() []string { return []string{OnShiftCompleted, InvoiceWorker} }
 
 // Options are what an entry point may decide; zero values read everything
@@ -236,7 +236,7 @@ func (a *App) drains() error {
 		return fmt.Errorf("worker %s: %w", job.EmailNotifications, err)
 	}
 	a.drainers = map[string]event.Drainer{
-		// The relay runs inside every drain of the subscriber (DESIGN.md
+		// The relay runs inside every drain of the subscriber (docs/design.md
 		// decision 4), so an event left in an outbox by a crash is
 		// published by the next scheduled drain at the latest.
 		OnShiftCompleted: shift.WithRelay(sub, a.Scheduler.Relay()),

@@ -18,7 +18,7 @@ type Bus interface {
 
 // newBus returns the event bus on Redis Streams: one stream of events
 // under the deployment's key prefix, each durable subscriber a consumer
-// group (DESIGN.md decision 1). Five attempts with exponential backoff
+// group (docs/design.md#1). Five attempts with exponential backoff
 // (1 s to 5 min), then the dead-letter stream; retention keeps the bus's
 // defaults (see adapters/redisstream).
 func newBus(rdb redis.UniversalClient, prefix string, opts redisstream.ConsumerOptions) (Bus, error) {

@@ -1,6 +1,6 @@
 // Package config reads shiftflow's configuration from the environment once,
 // at cold start, and validates it. Every bad value is an error that names
-// its variable (DESIGN.md decision 8). All variables live here and in the
+// its variable (docs/design.md#8). All variables live here and in the
 // README's configuration table.
 package config
 

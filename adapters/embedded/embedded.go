@@ -1,6 +1,6 @@
 // Package embedded starts in-process servers for offline development and
 // fast tests: a Redis (miniredis) and a MongoDB wire-protocol server
-// (FerretDB on SQLite). DESIGN.md decision 10: the very same adapters talk to
+// (FerretDB on SQLite). docs/design.md#10: the very same adapters talk to
 // them over the network, so nothing here is a fake of our own code.
 //
 // This package links FerretDB (about 26 MB): only the local runner, the test

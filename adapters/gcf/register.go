@@ -27,7 +27,7 @@ type Functions struct {
 
 // Lazy builds Functions once, on the first invocation of any function of
 // the instance, and reuses them after (clients once per cold start,
-// DESIGN.md decision 9). Building at first use rather than in init keeps a
+// docs/design.md#9). Building at first use rather than in init keeps a
 // bad configuration from crashing the instance at import time: requests
 // answer 503 and the error, which names the variable, is logged.
 type Lazy struct {

@@ -19,7 +19,7 @@ import (
 // MaxBodyBytes bounds every request body.
 const MaxBodyBytes = 64 << 10
 
-// statusOf is the one table from error code to HTTP status (DESIGN.md 7).
+// statusOf is the one table from error code to HTTP status (docs/design.md#7).
 var statusOf = map[string]int{
 	core.EInvalid:      http.StatusBadRequest,
 	core.ENotFound:     http.StatusNotFound,

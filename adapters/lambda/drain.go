@@ -14,7 +14,7 @@ import (
 	"github.com/shiftflow/shiftflow/core/event"
 )
 
-// DrainFunc is one consumer function's work (DESIGN.md decision 2): it
+// DrainFunc is one consumer function's work (docs/design.md#2): it
 // processes until there is nothing left or the context's deadline minus a
 // margin, and reports what it did.
 type DrainFunc func(ctx context.Context) (event.DrainSummary, error)

@@ -19,7 +19,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
-// ShiftRepo stores shifts with their outbox (DESIGN.md decision 4): each
+// ShiftRepo stores shifts with their outbox (docs/design.md#4): each
 // change and its event are one single-document update, so no transaction
 // is needed and FerretDB works.
 //

@@ -211,7 +211,7 @@ func (e *engine) run(ctx context.Context, mode int) (sum event.DrainSummary, err
 		return sum, err
 	}
 	// Each drain first takes back stalled entries and promotes due ones
-	// (DESIGN.md decision 2).
+	// (docs/design.md#2).
 	m, err := e.lane.maintain(ctx, r.consumer, true, e.opt.VisibilityTimeout)
 	if err != nil {
 		return sum, err

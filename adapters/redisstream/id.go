@@ -12,7 +12,7 @@ import (
 // order they were made, even within one millisecond, because the random
 // part is incremented instead of redrawn (the ULID monotonic variant); ids
 // from different processes sort by time to the millisecond. Event ids use
-// it (time-sortable, DESIGN.md) and so do job ids chosen by the queue.
+// it (time-sortable, docs/design.md) and so do job ids chosen by the queue.
 func NewID() string { return ids.next(time.Now()) }
 
 var ids idGen

@@ -8,7 +8,7 @@ import (
 
 // All Redis key names of this package are built here.
 //
-// DESIGN.md decision 5: every key a Lua script or a multi-key command
+// docs/design.md#5: every key a Lua script or a multi-key command
 // touches carries the hash tag of its queue or event stream, so one script
 // only ever touches one cluster slot.
 //

@@ -138,7 +138,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 }
 
 // String describes c without its keys, so that logging a Config by mistake
-// never leaks a secret (DESIGN.md decision 8).
+// never leaks a secret (docs/design.md#8).
 func (c Config) String() string {
 	key := "HS256 secret (redacted)"
 	switch {

@@ -1,5 +1,5 @@
 // Package event is the contract of the event bus: the envelope, the
-// publisher and subscribers (DESIGN.md decisions 1 and 2).
+// publisher and subscribers (docs/design.md decisions 1 and 2).
 package event
 
 import (
@@ -75,7 +75,7 @@ type DrainSummary struct {
 	ConsumersRemoved int `json:"consumersRemoved,omitempty"`
 }
 
-// Drainer is what every consumer function runs (DESIGN.md decision 2).
+// Drainer is what every consumer function runs (docs/design.md#2).
 type Drainer interface {
 	// Drain processes until there is no work or ctx's deadline minus a
 	// safety margin, never starting work it cannot finish in time.

@@ -2,7 +2,7 @@
 // overrides and the computation of invoice lines from worked time.
 //
 // Every amount is an integer number of minor units (cents) of the table's
-// currency (DESIGN.md decision 6); every multiplier is a whole percent.
+// currency (docs/design.md#6); every multiplier is a whole percent.
 // docs/pricing.md explains each choice the issue left open.
 package pricing
 

@@ -11,7 +11,7 @@ import (
 )
 
 // Relay publishes the events waiting in shifts' outboxes and then removes
-// them (DESIGN.md decision 4). It runs right after every write and inside
+// them (docs/design.md#4). It runs right after every write and inside
 // every drain, so an event whose publish was interrupted (crash, Redis
 // down) is published by the next run: delayed, never lost. An event can be
 // published twice (crash after the publish, before the removal); consumers
@@ -100,7 +100,7 @@ func (r *Relay) Flush(ctx context.Context) (int, error) {
 }
 
 // WithRelay wraps a drainer so that every drain first flushes the outbox
-// (DESIGN.md decision 4: the relay runs inside every drain). A relay error
+// (docs/design.md#4: the relay runs inside every drain). A relay error
 // is logged and does not stop the drain.
 func WithRelay(d event.Drainer, r *Relay) event.Drainer { return relayDrainer{d: d, r: r} }
 

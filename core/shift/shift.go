@@ -1,6 +1,6 @@
 // Package shift schedules shifts and moves them through their states:
 // scheduled -> completed | cancelled. Every change is written together with
-// its event in one single-document update (the shift's outbox, DESIGN.md
+// its event in one single-document update (the shift's outbox, docs/design.md
 // decision 4) and a Relay publishes the outbox afterwards.
 package shift
 

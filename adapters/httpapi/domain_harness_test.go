@@ -127,8 +127,14 @@ type domApp struct {
 
 func domNewApp(t *testing.T) *domApp {
 	t.Helper()
+	return domNewAppOn(t, testenv.MongoDB(t))
+}
+
+// domNewAppOn is domNewApp on an existing database: a second application
+// on the same data stands for another process.
+func domNewAppOn(t *testing.T, db *mongo.Database) *domApp {
+	t.Helper()
 	ctx := domCtx(t)
-	db := testenv.MongoDB(t)
 	// The real Redis when configured (SHIFTFLOW_TEST_REDIS_URL), else embedded.
 	var rc redis.UniversalClient
 	if os.Getenv(testenv.VarRedisURL) != "" {

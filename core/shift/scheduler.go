@@ -184,14 +184,41 @@ func (s *Scheduler) Update(ctx context.Context, orgID, id string, p Patch) (Shif
 
 // Complete completes a scheduled shift with its actual times (defaults: the
 // scheduled ones) and emits shift.completed. Completing a completed shift
-// with the same data returns it unchanged, without a second event.
+// with the same data returns it unchanged, without a second event; that
+// holds for concurrent identical completes too: the ones that lose the
+// version race re-read the shift and answer the stored completion.
 // Errors: core.ENotFound, core.EInvalid, core.EConflict.
 func (s *Scheduler) Complete(ctx context.Context, orgID, id string, c Completion) (Shift, error) {
-	cur, err := s.store.Get(ctx, orgID, id)
-	if err != nil {
-		return Shift{}, err
+	for attempt := 1; ; attempt++ {
+		cur, err := s.store.Get(ctx, orgID, id)
+		if err != nil {
+			return Shift{}, err
+		}
+		next, done, err := completion(cur, c)
+		if err != nil || done {
+			return next, err
+		}
+		out, err := s.write(ctx, cur, next, event.ShiftCompleted)
+		// A version conflict means another request changed the shift
+		// since it was read: decide again on what is stored now (the
+		// same completion answers 200, other data 409, a still scheduled
+		// shift is written again).
+		if core.ErrorCode(err) == core.EConflict && attempt < maxCompleteAttempts {
+			continue
+		}
+		return out, err
 	}
-	next := cur
+}
+
+// maxCompleteAttempts bounds Complete's re-reads after version conflicts;
+// each conflict means another writer succeeded, so the bound is only hit
+// under a storm of different changes to one shift.
+const maxCompleteAttempts = 5
+
+// completion applies c to cur. done reports that nothing is to be written:
+// the shift is already completed with the same data (returned as stored).
+func completion(cur Shift, c Completion) (next Shift, done bool, err error) {
+	next = cur
 	if c.ActualStart != nil {
 		next.Start = c.ActualStart.UTC()
 	}
@@ -203,19 +230,19 @@ func (s *Scheduler) Complete(ctx context.Context, orgID, id string, c Completion
 	}
 	next.Status = StatusCompleted
 	if err := next.Validate(); err != nil {
-		return Shift{}, err
+		return Shift{}, false, err
 	}
 	switch cur.Status {
 	case StatusScheduled:
+		return next, false, nil
 	case StatusCompleted:
 		if sameSchedule(cur, next) {
-			return cur, nil
+			return cur, true, nil
 		}
-		return Shift{}, core.Conflict("shift %s is already completed with other times", id)
+		return Shift{}, false, core.Conflict("shift %s is already completed with other times", cur.ID)
 	default:
-		return Shift{}, core.Conflict("shift %s is %s; only a scheduled shift can be completed", id, cur.Status)
+		return Shift{}, false, core.Conflict("shift %s is %s; only a scheduled shift can be completed", cur.ID, cur.Status)
 	}
-	return s.write(ctx, cur, next, event.ShiftCompleted)
 }
 
 // Cancel cancels a scheduled shift and emits shift.cancelled.

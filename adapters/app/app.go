@@ -36,6 +36,7 @@ import (
 	"github.com/shiftflow/shiftflow/core/job"
 	"github.com/shiftflow/shiftflow/core/org"
 	"github.com/shiftflow/shiftflow/core/pricing"
+	"github.com/shiftflow/shiftflow/core/reconcile"
 	"github.com/shiftflow/shiftflow/core/shift"
 	"github.com/shiftflow/shiftflow/core/timesheet"
 	"github.com/shiftflow/shiftflow/core/ulid"
@@ -85,9 +86,12 @@ type App struct {
 	Sheets    *timesheet.Service
 	Invoices  *invoice.Worker
 	Mailer    *invoice.Mailer
-	Queues    *redisstream.Queues
-	Bus       Bus
-	Cache     *cache.Cache
+	// Reconciler re-emits the missing work of completed shifts
+	// (docs/design.md, "Reconciler"); it runs inside every drain.
+	Reconciler *reconcile.Reconciler
+	Queues     *redisstream.Queues
+	Bus        Bus
+	Cache      *cache.Cache
 
 	tokens   *auth.Tokens
 	routes   []Route
@@ -96,6 +100,7 @@ type App struct {
 	longPoll bool
 	prefix   string
 	consumer redisstream.ConsumerOptions
+	recon    reconcileConfig
 }
 
 // New builds the application. Configuration problems come back together,
@@ -116,7 +121,8 @@ func New(ctx context.Context, o Options) (*App, error) {
 	// margin must fit in the function's timeout, see template.yaml).
 	handlerTimeout, herr := config.Duration(getenv, "HANDLER_TIMEOUT", 10*time.Second, time.Second, 5*time.Minute)
 	prefix, perr := keyPrefix(getenv)
-	if err := errors.Join(err, aerr, lerr, terr, eerr, derr, herr, perr); err != nil {
+	recon, rerr := loadReconcileConfig(getenv)
+	if err := errors.Join(err, aerr, lerr, terr, eerr, derr, herr, perr, rerr); err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
 	if cfg.Mongo.URI == "" {
@@ -126,7 +132,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 	if logger == nil {
 		logger = logging.New(os.Stderr, cfg.Log.Format, cfg.Log.Level)
 	}
-	a := &App{Config: cfg, Logger: logger, longPoll: longPoll, prefix: prefix,
+	a := &App{Config: cfg, Logger: logger, longPoll: longPoll, prefix: prefix, recon: recon,
 		consumer: redisstream.ConsumerOptions{Consumer: o.Consumer, HandlerTimeout: handlerTimeout, Logger: logger}}
 
 	if a.Redis, err = redisconn.Connect(ctx, cfg.Redis, logger); err != nil {
@@ -150,9 +156,10 @@ func (a *App) wire(ctx context.Context, authCfg auth.Config, limCfg redislimit.C
 	clientRepo, shiftRepo := mongodb.NewClientRepo(db), mongodb.NewShiftRepo(db)
 	wtRepo, invRepo, numbers := mongodb.NewWorkedTimeRepo(db), mongodb.NewInvoiceRepo(db), mongodb.NewInvoiceNumbers(db)
 	priceRepo, settingsRepo := mongodb.NewPricingRepo(db), mongodb.NewSettingsRepo(db)
+	reconRepo := mongodb.NewReconcileRepo(db)
 	// Idempotent; on a warm server this is one round trip per collection,
 	// paid once per cold start.
-	for _, r := range []interface{ EnsureIndexes(context.Context) error }{users, clientRepo, shiftRepo, wtRepo, invRepo, numbers, priceRepo, settingsRepo} {
+	for _, r := range []interface{ EnsureIndexes(context.Context) error }{users, clientRepo, shiftRepo, wtRepo, invRepo, numbers, priceRepo, settingsRepo, reconRepo} {
 		if err := r.EnsureIndexes(ctx); err != nil {
 			return fmt.Errorf("create indexes: %w", err)
 		}
@@ -178,6 +185,13 @@ func (a *App) wire(ctx context.Context, authCfg auth.Config, limCfg redislimit.C
 	a.Invoices = invoice.NewWorker(invoice.Deps{Store: invRepo, Numbers: numbers, Shifts: a.Scheduler, WorkedTimes: a.Sheets,
 		Pricing: a.Pricing, Settings: a.Settings, Publisher: a.Bus, Jobs: a.Queues})
 	a.Mailer = invoice.NewMailer(invRepo, sender, from)
+	a.Reconciler = reconcile.New(reconcile.Deps{Store: reconRepo, WorkedTimes: a.Sheets, Invoices: a.Invoices,
+		Clients: a.Clients, Emails: emailRecords(a), Publisher: a.Bus, Jobs: a.Queues,
+		Gate:  redislimit.NewEvery(a.Redis, a.prefix+":reconcile:gate", a.recon.Interval),
+		After: a.recon.After, Interval: a.recon.Interval, Log: logger})
+	// Every completion the relay publishes is tracked before it leaves
+	// the outbox, by the API's relay and by the drains' alike.
+	a.Scheduler.Relay().Tracker = a.Reconciler
 
 	if err := a.router(authCfg); err != nil {
 		return err
@@ -243,6 +257,11 @@ func (a *App) drains() error {
 		// The invoice worker also sends the invoice emails: one function,
 		// two queues drained side by side within one deadline.
 		InvoiceWorker: Parallel(invoices, emails),
+	}
+	// Every drain may reconcile; the gate lets one run per
+	// RECONCILE_INTERVAL through across all processes.
+	for name, d := range a.drainers {
+		a.drainers[name] = reconcile.With(d, a.Reconciler)
 	}
 	return nil
 }
@@ -343,6 +362,10 @@ func (a *App) RunDrains(ctx context.Context) error {
 	}
 	return first
 }
+
+// Reconcile runs the reconciler now, regardless of the interval (the
+// local runner's `reconcile` command).
+func (a *App) Reconcile(ctx context.Context) (reconcile.Report, error) { return a.Reconciler.Run(ctx) }
 
 // Close releases the clients.
 func (a *App) Close(ctx context.Context) {

@@ -22,6 +22,17 @@ type Relay struct {
 	log   *slog.Logger
 	// Batch is how many shifts one Flush round reads.
 	Batch int
+	// Tracker, when set, records every published shift.completed event
+	// before it leaves the outbox (docs/design.md, "Reconciler").
+	Tracker CompletionTracker
+}
+
+// CompletionTracker records a completed shift whose downstream work
+// (timesheet, invoice, email) is not yet known to be done, so that it can
+// be re-emitted from MongoDB if Redis loses it (docs/design.md#11). Track
+// must be idempotent: the relay may call it again for the same event.
+type CompletionTracker interface {
+	Track(ctx context.Context, e event.Event) error
 }
 
 // NewRelay returns a relay. log may be nil.
@@ -50,6 +61,13 @@ func (r *Relay) FlushShift(ctx context.Context, shiftID string) (int, error) {
 			pubErr = fmt.Errorf("relay: publish %s %s of shift %s: %w", e.Type, e.ID, shiftID, err)
 			break
 		}
+		// Tracked before the entry leaves the outbox: a crash or a failed
+		// write here keeps the entry, and the next run publishes and
+		// tracks it again, so no completion is ever untracked.
+		if err := r.track(ctx, e); err != nil {
+			pubErr = fmt.Errorf("relay: track %s %s of shift %s: %w", e.Type, e.ID, shiftID, err)
+			break
+		}
 		done = append(done, e.ID)
 	}
 	if len(done) > 0 {
@@ -60,6 +78,13 @@ func (r *Relay) FlushShift(ctx context.Context, shiftID string) (int, error) {
 		}
 	}
 	return len(done), pubErr
+}
+
+func (r *Relay) track(ctx context.Context, e event.Event) error {
+	if r.Tracker == nil || e.Type != event.ShiftCompleted {
+		return nil
+	}
+	return r.Tracker.Track(ctx, e)
 }
 
 // Flush publishes every pending event of every shift, until none is left

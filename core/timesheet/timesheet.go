@@ -148,9 +148,15 @@ func (s *Service) OnShiftCompleted(ctx context.Context, e event.Event) error {
 	if _, err := s.store.Upsert(ctx, w); err != nil {
 		return fmt.Errorf("upsert worked time of %s: %w", sh.ID, err)
 	}
-	data := InvoiceJob{ShiftID: sh.ID, ClientEmail: c.BillingEmail, OrganizationID: sh.OrganizationID}
-	if _, err := s.jobs.Add(ctx, job.InvoiceGeneration, "generate-invoice", data, job.Options{JobID: sh.ID, CorrelationID: e.CorrelationID}); err != nil {
-		return fmt.Errorf("add invoice job of %s: %w", sh.ID, err)
+	return QueueInvoice(ctx, s.jobs, InvoiceJob{ShiftID: sh.ID, ClientEmail: c.BillingEmail, OrganizationID: sh.OrganizationID}, e.CorrelationID)
+}
+
+// QueueInvoice adds the shift's invoice-generation job with job id = shift
+// id. OnShiftCompleted and the reconciler (core/reconcile) both add it
+// through here, so a re-added job is the same job.
+func QueueInvoice(ctx context.Context, jobs job.Adder, d InvoiceJob, correlationID string) error {
+	if _, err := jobs.Add(ctx, job.InvoiceGeneration, "generate-invoice", d, job.Options{JobID: d.ShiftID, CorrelationID: correlationID}); err != nil {
+		return fmt.Errorf("add invoice job of %s: %w", d.ShiftID, err)
 	}
 	return nil
 }

@@ -86,12 +86,13 @@ type App struct {
 	Sheets    *timesheet.Service
 	Invoices  *invoice.Worker
 	Mailer    *invoice.Mailer
+	Queues    *redisstream.Queues
+	Bus       Bus
+	Cache     *cache.Cache
+
 	// Reconciler re-emits the missing work of completed shifts
 	// (docs/design.md, "Reconciler"); it runs inside every drain.
 	Reconciler *reconcile.Reconciler
-	Queues     *redisstream.Queues
-	Bus        Bus
-	Cache      *cache.Cache
 
 	tokens   *auth.Tokens
 	routes   []Route

@@ -145,3 +145,42 @@ func mustTime(t *testing.T, s string) (v time.Time) {
 	}
 	return v
 }
+
+// recTracker records tracked events and fails those named in failIDs.
+type recTracker struct {
+	got     []string
+	failIDs map[string]bool
+}
+
+func (r *recTracker) Track(_ context.Context, e event.Event) error {
+	if r.failIDs[e.ID] {
+		return errors.New("mongodb down")
+	}
+	r.got = append(r.got, e.ID)
+	return nil
+}
+
+// TestRelayTracksCompletionsBeforeDroppingThem: a shift.completed event
+// leaves the outbox only once the reconciler's pending record is written;
+// if that write fails the entry stays and the next run publishes and
+// tracks it again.
+func TestRelayTracksCompletionsBeforeDroppingThem(t *testing.T) {
+	completed := event.Event{ID: "a2", Type: event.ShiftCompleted}
+	store := &memOutbox{m: map[string][]event.Event{"a": {evs("a1")[0], completed}}}
+	tr := &recTracker{failIDs: map[string]bool{"a2": true}}
+	r := NewRelay(store, &flakyPublisher{}, nil)
+	r.Tracker = tr
+	if _, err := r.Flush(context.Background()); err == nil {
+		t.Fatal("a failed tracking write must be reported")
+	}
+	if left, _ := store.Outbox(context.Background(), "a"); !reflect.DeepEqual(left, []event.Event{completed}) {
+		t.Fatalf("outbox %v, want the untracked completion kept", left)
+	}
+	tr.failIDs = nil
+	if n, err := r.Flush(context.Background()); n != 1 || err != nil {
+		t.Fatalf("second flush: %d, %v", n, err)
+	}
+	if !reflect.DeepEqual(tr.got, []string{"a2"}) {
+		t.Fatalf("tracked %v, want only the shift.completed event", tr.got)
+	}
+}

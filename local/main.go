@@ -3,6 +3,7 @@
 //	go run ./local                          HTTP API on PORT (default 8080) + every drain in a loop
 //	go run ./local worker                   every drain in a loop, no HTTP (container worker mode)
 //	go run ./local invoke FUNCTION EVENT    deliver a sample event to a function as its cloud would
+//	go run ./local reconcile                re-emit the missing work of completed shifts now, print it as JSON
 //
 // With REDIS_URL / MONGODB_URI unset it starts embedded servers whose data
 // is kept under SHIFTFLOW_DATA_DIR (default .shiftflow); with them set it
@@ -12,8 +13,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -32,6 +35,7 @@ const usage = `usage:
   go run ./local                         HTTP API and drains (PORT, default 8080)
   go run ./local worker                  drains only, in a loop
   go run ./local invoke FUNCTION EVENT   e.g. invoke completeShift functions/completeShift/event.json
+  go run ./local reconcile               re-emit the missing work of completed shifts now (JSON report)
 functions: login scheduleShift completeShift onShiftCompleted invoiceWorker
 `
 
@@ -58,6 +62,8 @@ func main() {
 			os.Exit(2)
 		}
 		err = invoke(ctx, logger, args[1], args[2], os.Stdout)
+	case "reconcile":
+		err = reconcileNow(ctx, logger, os.Stdout)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
@@ -79,14 +85,21 @@ func envOr(k, def string) string {
 }
 
 // build starts the servers the environment lacks and builds the app.
+// publish marks the long-running modes (serve, worker): they publish
+// their embedded servers and wait for a Redis that is not up yet, as a
+// container worker must, until it answers or the process is signalled;
+// the one-shot commands give up after 30 s.
 func build(ctx context.Context, logger *slog.Logger, publish bool) (*app.App, *servers, error) {
 	srv, err := startServers(logger, publish)
 	if err != nil {
 		return nil, nil, err
 	}
 	bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	if publish {
+		bctx, cancel = context.WithCancel(ctx)
+	}
 	defer cancel()
-	a, err := app.New(bctx, app.Options{Getenv: srv.getenv, Logger: logger})
+	a, err := app.New(bctx, app.Options{Getenv: srv.getenv, Logger: logger, WaitForRedis: publish})
 	if err != nil {
 		srv.Close()
 		return nil, nil, err
@@ -98,6 +111,10 @@ func build(ctx context.Context, logger *slog.Logger, publish bool) (*app.App, *s
 func run(ctx context.Context, logger *slog.Logger, withHTTP bool) error {
 	a, srv, err := build(ctx, logger, true)
 	if err != nil {
+		if ctx.Err() != nil {
+			logger.Info("stopped before the servers answered", "err", err)
+			return nil
+		}
 		return err
 	}
 	defer srv.Close()
@@ -172,6 +189,26 @@ func run(ctx context.Context, logger *slog.Logger, withHTTP bool) error {
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// reconcileNow runs the reconciler once, without waiting for
+// RECONCILE_INTERVAL (docs/design.md, "Reconciler"), and prints its report:
+// the events and jobs it re-emitted, with their ids. Errors of single
+// shifts are in the report and make the command fail.
+func reconcileNow(ctx context.Context, logger *slog.Logger, out io.Writer) error {
+	a, srv, err := build(ctx, logger, false)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	defer a.Close(context.Background())
+	rep, err := a.Reconcile(ctx)
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	if eerr := enc.Encode(rep); eerr != nil && err == nil {
+		err = eerr
+	}
+	return err
 }
 
 // finalDrain processes what is still queued before the process exits: the

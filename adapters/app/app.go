@@ -68,6 +68,10 @@ type Options struct {
 	// Consumer names this process in the consumer groups; empty takes
 	// redisstream's default (host-pid-random), unique per process.
 	Consumer string
+	// WaitForRedis: a long-running process (the container worker) waits
+	// for an unreachable Redis, retrying with backoff until it answers or
+	// ctx ends, instead of failing (redisconn.ConnectWait).
+	WaitForRedis bool
 }
 
 // App is the wired application.
@@ -136,7 +140,11 @@ func New(ctx context.Context, o Options) (*App, error) {
 	a := &App{Config: cfg, Logger: logger, longPoll: longPoll, prefix: prefix, recon: recon,
 		consumer: redisstream.ConsumerOptions{Consumer: o.Consumer, HandlerTimeout: handlerTimeout, Logger: logger}}
 
-	if a.Redis, err = redisconn.Connect(ctx, cfg.Redis, logger); err != nil {
+	connect := redisconn.Connect
+	if o.WaitForRedis {
+		connect = redisconn.ConnectWait
+	}
+	if a.Redis, err = connect(ctx, cfg.Redis, logger); err != nil {
 		return nil, err
 	}
 	if a.Mongo, a.DB, err = mongodb.Connect(ctx, cfg.Mongo, logger); err != nil {

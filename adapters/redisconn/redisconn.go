@@ -143,10 +143,7 @@ func Connect(ctx context.Context, c config.Redis, logger *slog.Logger) (redis.Un
 	if logger == nil {
 		logger = slog.Default()
 	}
-	logger.Info("redis: mode chosen", "mode", c.Mode(), "from", sourceVars(c), "addrs", strings.Join(c.Addrs, ","))
-	if c.Insecure {
-		logger.Warn("redis: TLS certificate verification is disabled by REDIS_TLS_INSECURE=true; never use this in production")
-	}
+	logMode(c, logger)
 	client, err := New(c, logger)
 	if err != nil {
 		logger.Error("redis: error", "err", err)
@@ -164,6 +161,81 @@ func Connect(ctx context.Context, c config.Redis, logger *slog.Logger) (redis.Un
 	}
 	logger.Info("redis: ready", "addrs", strings.Join(c.Addrs, ","), "ms", time.Since(start).Milliseconds())
 	return client, nil
+}
+
+func logMode(c config.Redis, logger *slog.Logger) {
+	logger.Info("redis: mode chosen", "mode", c.Mode(), "from", sourceVars(c), "addrs", strings.Join(c.Addrs, ","))
+	if c.Insecure {
+		logger.Warn("redis: TLS certificate verification is disabled by REDIS_TLS_INSECURE=true; never use this in production")
+	}
+}
+
+// MaxWaitBackoff caps the pause between ConnectWait's attempts.
+const MaxWaitBackoff = 5 * time.Second
+
+// ConnectWait is Connect for long-running processes (the container
+// worker): while the server is unreachable it logs the attempt and tries
+// again after an exponential backoff (200 ms doubling, capped at
+// MaxWaitBackoff, with jitter), until the server answers or ctx ends.
+// Failures a retry cannot fix (wrong password, TLS mismatch, untrusted
+// certificate, a bad CA) are returned at once.
+func ConnectWait(ctx context.Context, c config.Redis, logger *slog.Logger) (redis.UniversalClient, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logMode(c, logger)
+	client, err := New(c, logger)
+	if err != nil {
+		logger.Error("redis: error", "err", err)
+		return nil, err
+	}
+	logger.Info("redis: connecting; waiting until it answers", "addrs", strings.Join(c.Addrs, ","))
+	start := time.Now()
+	for attempt := 1; ; attempt++ {
+		pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+		err := client.Ping(pctx).Err()
+		cancel()
+		if err == nil {
+			logger.Info("redis: ready", "addrs", strings.Join(c.Addrs, ","), "attempts", attempt, "ms", time.Since(start).Milliseconds())
+			return client, nil
+		}
+		err = Explain(c, err)
+		if !retryable(err) || ctx.Err() != nil {
+			_ = client.Close()
+			if ctx.Err() != nil {
+				err = fmt.Errorf("%w (gave up waiting: %w)", err, context.Cause(ctx))
+			}
+			logger.Error("redis: error", "err", err)
+			return nil, err
+		}
+		wait := waitBackoff(attempt)
+		logger.Warn("redis: not reachable yet; retrying", "attempt", attempt, "retryIn", wait.String(), "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+}
+
+// retryable: the server is not there (yet), as opposed to being there and
+// refusing us.
+func retryable(err error) bool {
+	// ErrTLSRequired stays retryable: it is read from a bare EOF, which is
+	// also what a container port proxy answers while the server is not up.
+	for _, fatal := range []error{ErrAuth, ErrUntrustedCert, ErrNotTLS} {
+		if errors.Is(err, fatal) {
+			return false
+		}
+	}
+	return !strings.Contains(err.Error(), "REDIS_TLS_CA")
+}
+
+// waitBackoff is the pause after failed attempt n (1-based): 200 ms
+// doubling up to MaxWaitBackoff, minus up to 20 % jitter so that many
+// workers waiting for one server do not retry in lockstep.
+func waitBackoff(attempt int) time.Duration {
+	d := min(200*time.Millisecond<<min(attempt-1, 10), MaxWaitBackoff)
+	return d - time.Duration(rand.Int64N(int64(d)/5+1))
 }
 
 func sourceVars(c config.Redis) string {

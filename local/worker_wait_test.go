@@ -131,6 +131,24 @@ func TestWorkerWaitsForRedis(t *testing.T) {
 	if !strings.Contains(logs.String(), "redis: ready") {
 		t.Fatalf("worker did not log that Redis answered")
 	}
+
+	// `local reconcile` on the same servers prints its report as JSON:
+	// nothing is due yet (RECONCILE_AFTER has not passed).
+	cmd := exec.CommandContext(ctx, bin, "reconcile")
+	cmd.Env = env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("reconcile: %v\n%s", err, stderr.String())
+	}
+	var rep struct {
+		Checked int               `json:"checked"`
+		Events  []json.RawMessage `json:"events"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil || rep.Events == nil || rep.Checked != 0 {
+		t.Fatalf("reconcile printed %q (%v)", out, err)
+	}
 }
 
 // waitTestShift seeds org-wait and completes one shift through api.

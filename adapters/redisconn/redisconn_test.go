@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -255,5 +256,19 @@ func TestClusterMultiKeyScriptWithHashTag(t *testing.T) {
 	}
 	if _, ok := one.(*redis.ClusterClient); !ok {
 		t.Fatalf("REDIS_CLUSTER=true with one address must give a cluster client, got %T", one)
+	}
+}
+
+func TestConnectWaitRetriesUntilTheContextEnds(t *testing.T) {
+	cfg := config.Redis{Addrs: []string{testenv.FreeAddr(t)}, Source: "REDIS_URL"}
+	var logs bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	_, err := ConnectWait(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err == nil || !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "gave up waiting") {
+		t.Fatalf("err %v", err)
+	}
+	if n := strings.Count(logs.String(), "not reachable yet; retrying"); n < 2 {
+		t.Fatalf("%d attempts logged, want several:\n%s", n, logs.String())
 	}
 }

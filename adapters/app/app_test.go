@@ -256,3 +256,30 @@ func TestCORS(t *testing.T) {
 		})
 	}
 }
+
+// The router's own answers (no route, wrong method) are JSON errors like
+// every other answer, for the local handler and each function's handler.
+func TestUnknownRouteAndWrongMethodAreJSONErrors(t *testing.T) {
+	a := newTestApp(t)
+	handlers := map[string]http.Handler{"local": a.Handler(), ScheduleShift: a.FunctionHandler(ScheduleShift), CompleteShift: a.FunctionHandler(CompleteShift)}
+	for name, h := range handlers {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/nowhere", nil))
+		if rec.Code != http.StatusNotFound || rec.Header().Get("Content-Type") != "application/json" || !strings.Contains(rec.Body.String(), `"code":"not_found"`) {
+			t.Errorf("%s: unknown route: %d %q %q", name, rec.Code, rec.Header().Get("Content-Type"), rec.Body.String())
+		}
+		rec = httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("DELETE", "/shifts/x1/complete", nil))
+		if name == ScheduleShift {
+			// Not this function's route at all: 404.
+			if rec.Code != http.StatusNotFound {
+				t.Errorf("%s: another function's path: %d %q", name, rec.Code, rec.Body.String())
+			}
+			continue
+		}
+		if rec.Code != http.StatusMethodNotAllowed || !strings.Contains(rec.Body.String(), `"code":"method_not_allowed"`) ||
+			!strings.Contains(rec.Header().Get("Allow"), "POST") || rec.Header().Get("Content-Type") != "application/json" {
+			t.Errorf("%s: wrong method: %d allow=%q %q", name, rec.Code, rec.Header().Get("Allow"), rec.Body.String())
+		}
+	}
+}

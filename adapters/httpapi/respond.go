@@ -28,6 +28,7 @@ var statusOf = map[string]int{
 	core.EForbidden:    http.StatusForbidden,
 	core.ERateLimited:  http.StatusTooManyRequests,
 	core.ETooLarge:     http.StatusRequestEntityTooLarge,
+	core.EMethod:       http.StatusMethodNotAllowed,
 	core.EUnavailable:  http.StatusServiceUnavailable,
 	core.EInternal:     http.StatusInternalServerError,
 }

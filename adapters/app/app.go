@@ -272,7 +272,9 @@ func functionOf(method, path string) string {
 
 // Handler serves every route (the local runner, a single-container
 // deployment), with request logging and correlation ids.
-func (a *App) Handler() http.Handler { return requestLog(a.Logger, routerErrors(a.mux)) }
+func (a *App) Handler() http.Handler {
+	return requestLog(a.Logger, securityHeaders(routerErrors(a.mux)))
+}
 
 // FunctionHandler serves the routes of one HTTP function and answers 404
 // for the others, so a function only does what its gateway routes say.
@@ -288,7 +290,7 @@ func (a *App) FunctionHandler(name string) http.Handler {
 	if n == 0 {
 		panic(fmt.Sprintf("app: no routes for function %q", name))
 	}
-	return requestLog(a.Logger, routerErrors(own))
+	return requestLog(a.Logger, securityHeaders(routerErrors(own)))
 }
 
 // Drainer returns the drainer of a consumer function.

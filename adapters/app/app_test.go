@@ -259,7 +259,7 @@ func TestCORS(t *testing.T) {
 
 // The router's own answers (no route, wrong method) are JSON errors like
 // every other answer, for the local handler and each function's handler.
-func TestUnknownRouteAndWrongMethodAreJSONErrors(t *testing.T) {
+func TestRouterAnswersAreJSONErrorsWithSecurityHeaders(t *testing.T) {
 	a := newTestApp(t)
 	handlers := map[string]http.Handler{"local": a.Handler(), ScheduleShift: a.FunctionHandler(ScheduleShift), CompleteShift: a.FunctionHandler(CompleteShift)}
 	for name, h := range handlers {
@@ -267,6 +267,12 @@ func TestUnknownRouteAndWrongMethodAreJSONErrors(t *testing.T) {
 		h.ServeHTTP(rec, httptest.NewRequest("GET", "/nowhere", nil))
 		if rec.Code != http.StatusNotFound || rec.Header().Get("Content-Type") != "application/json" || !strings.Contains(rec.Body.String(), `"code":"not_found"`) {
 			t.Errorf("%s: unknown route: %d %q %q", name, rec.Code, rec.Header().Get("Content-Type"), rec.Body.String())
+		}
+		for hd, want := range map[string]string{"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store",
+			"Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'"} {
+			if got := rec.Header().Get(hd); got != want {
+				t.Errorf("%s: %s = %q, want %q", name, hd, got, want)
+			}
 		}
 		rec = httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("DELETE", "/shifts/x1/complete", nil))

@@ -90,6 +90,7 @@ type App struct {
 	Cache     *cache.Cache
 
 	tokens   *auth.Tokens
+	authn    *httpapi.Authenticator
 	routes   []Route
 	mux      *http.ServeMux
 	drainers map[string]event.Drainer
@@ -188,6 +189,7 @@ func (a *App) wire(ctx context.Context, authCfg auth.Config, limCfg redislimit.C
 // router mounts every route once; FunctionHandler narrows it per function.
 func (a *App) router(authCfg auth.Config) error {
 	authn := httpapi.NewAuthenticator(a.tokens)
+	a.authn = authn
 	mux := http.NewServeMux()
 	ar := httpapi.NewAuthRoutes(a.Auth, authn, httpapi.NewClientIP(authCfg.TrustedProxies))
 	for _, rt := range ar.Routes() {
@@ -210,13 +212,23 @@ func (a *App) router(authCfg auth.Config) error {
 	return nil
 }
 
+// health answers whether the dependencies respond. The route is public (a
+// load balancer or uptime check calls it without a token), so anonymous
+// callers get only the verdict; the per-dependency report, whose errors can
+// name internal addresses, is for admins (a valid admin bearer token).
 func (a *App) health(w http.ResponseWriter, r *http.Request) {
 	rep := health.Check(r.Context(), a.Redis, a.Mongo)
 	status := http.StatusOK
 	if !rep.OK {
 		status = http.StatusServiceUnavailable
 	}
-	httpapi.WriteJSON(w, status, rep)
+	if p, err := a.authn.Authenticate(r); err == nil && p.Role == auth.RoleAdmin {
+		httpapi.WriteJSON(w, status, rep)
+		return
+	}
+	httpapi.WriteJSON(w, status, struct {
+		OK bool `json:"ok"`
+	}{rep.OK})
 }
 
 // drains subscribes the consumers and creates the job workers.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/shiftflow/shiftflow/adapters/logging"
 	"github.com/shiftflow/shiftflow/adapters/testenv"
+	"github.com/shiftflow/shiftflow/core/auth"
 	"github.com/shiftflow/shiftflow/core/event"
 	"github.com/shiftflow/shiftflow/core/job"
 )
@@ -116,11 +117,34 @@ func TestEachFunctionServesOnlyItsRoutes(t *testing.T) {
 			t.Errorf("function %s has no route", fn)
 		}
 	}
-	// Health reports both dependencies.
-	rec := httptest.NewRecorder()
-	a.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/health", nil))
-	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"redis"`) || rec.Header().Get("X-Request-Id") == "" {
-		t.Fatalf("health: %d %s", rec.Code, rec.Body.String())
+}
+
+// Health is public, so anonymous callers learn only the verdict; an admin
+// sees each dependency (whose errors may name internal addresses).
+func TestHealthDetailsAreForAdminsOnly(t *testing.T) {
+	a := newTestApp(t)
+	get := func(role string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("GET", "/health", nil)
+		if role != "" {
+			tok, err := a.tokens.Issue(auth.Principal{UserID: "u1", OrganizationID: "o1", Role: role})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer "+tok.Value)
+		}
+		rec := httptest.NewRecorder()
+		a.Handler().ServeHTTP(rec, req)
+		return rec
+	}
+	for _, role := range []string{"", auth.RoleViewer, auth.RoleScheduler} {
+		rec := get(role)
+		if rec.Code != 200 || strings.TrimSpace(rec.Body.String()) != `{"ok":true}` || rec.Header().Get("X-Request-Id") == "" {
+			t.Errorf("health as %q: %d %s", role, rec.Code, rec.Body.String())
+		}
+	}
+	rec := get(auth.RoleAdmin)
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"redis"`) || !strings.Contains(rec.Body.String(), `"mongodb"`) {
+		t.Fatalf("health as admin: %d %s", rec.Code, rec.Body.String())
 	}
 }
 

@@ -348,6 +348,11 @@ func tail(s string, n int) string {
 
 // countLines counts log lines of every worker that contain sub.
 func (d *deployment) countLines(sub string) int {
+	return d.countLinesFunc(func(l string) bool { return strings.Contains(l, sub) })
+}
+
+// countLinesFunc counts log lines of every worker for which match holds.
+func (d *deployment) countLinesFunc(match func(string) bool) int {
 	n := 0
 	for _, p := range d.workers {
 		f, err := os.Open(p.log)
@@ -357,7 +362,7 @@ func (d *deployment) countLines(sub string) int {
 		sc := bufio.NewScanner(f)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
-			if strings.Contains(sc.Text(), sub) {
+			if match(sc.Text()) {
 				n++
 			}
 		}

@@ -624,10 +624,14 @@ func (st state) problems(ids []string) (list []string, dupEmails, dupInvoices in
 		add("timesheets: %d of %d shifts", st.timesheets, st.shifts)
 	}
 	missingInv, missingMail := 0, 0
+	var noInvoice []string
 	for _, id := range ids {
 		switch n := st.invoices[id]; {
 		case n == 0:
 			missingInv++
+			if len(noInvoice) < 5 {
+				noInvoice = append(noInvoice, id)
+			}
 		case n > 1:
 			dupInvoices += n - 1
 		}
@@ -641,7 +645,7 @@ func (st state) problems(ids []string) (list []string, dupEmails, dupInvoices in
 		}
 	}
 	if missingInv > 0 {
-		add("%d of %d shifts have no invoice", missingInv, st.shifts)
+		add("%d of %d shifts have no invoice (for example %s)", missingInv, st.shifts, strings.Join(noInvoice, ", "))
 	}
 	if dupInvoices > 0 {
 		add("%d invoices beyond one per shift", dupInvoices)

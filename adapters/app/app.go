@@ -116,8 +116,11 @@ func New(ctx context.Context, o Options) (*App, error) {
 	// deadline a drain may still start one (HANDLER_TIMEOUT + the safety
 	// margin must fit in the function's timeout, see template.yaml).
 	handlerTimeout, herr := config.Duration(getenv, "HANDLER_TIMEOUT", 10*time.Second, time.Second, 5*time.Minute)
+	// How long an entry stays with a consumer that stopped heartbeating
+	// (a killed or frozen instance) before another takes it back.
+	visibility, verr := config.Duration(getenv, "VISIBILITY_TIMEOUT", 30*time.Second, time.Second, 15*time.Minute)
 	prefix, perr := keyPrefix(getenv)
-	if err := errors.Join(err, aerr, lerr, terr, eerr, derr, herr, perr); err != nil {
+	if err := errors.Join(err, aerr, lerr, terr, eerr, derr, herr, verr, perr); err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
 	if cfg.Mongo.URI == "" {
@@ -128,7 +131,8 @@ func New(ctx context.Context, o Options) (*App, error) {
 		logger = logging.New(os.Stderr, cfg.Log.Format, cfg.Log.Level)
 	}
 	a := &App{Config: cfg, Logger: logger, longPoll: longPoll, prefix: prefix,
-		consumer: redisstream.ConsumerOptions{Consumer: o.Consumer, HandlerTimeout: handlerTimeout, Logger: logger}}
+		consumer: redisstream.ConsumerOptions{Consumer: o.Consumer, HandlerTimeout: handlerTimeout,
+			VisibilityTimeout: visibility, Logger: logger}}
 
 	if a.Redis, err = redisconn.Connect(ctx, cfg.Redis, logger); err != nil {
 		return nil, err

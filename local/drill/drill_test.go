@@ -28,8 +28,8 @@ var (
 	flagWindow     = flag.Duration("drill.window", 40*time.Second, "how long faults are injected while shifts are completed (at least the freeze + 5s)")
 	flagKillEvery  = flag.Duration("drill.kill-every", 3*time.Second, "a worker is SIGKILLed (and restarted) this often")
 	flagRedisDown  = flag.Duration("drill.redis-down", 3*time.Second, "how long Redis stays down after its kill -9")
-	flagVisibility = flag.Duration("drill.visibility", 30*time.Second,
-		"visibility timeout in force in the workers (passed as VISIBILITY_TIMEOUT; the consumers' default is 30s); the frozen worker stays stopped 5s longer")
+	flagVisibility = flag.Duration("drill.visibility", 5*time.Second,
+		"visibility timeout of the workers (passed as VISIBILITY_TIMEOUT); the frozen worker stays stopped 5s longer")
 	flagParallel   = flag.Int("drill.parallel", 4, "concurrent HTTP requests of the load")
 	flagWait       = flag.Duration("drill.wait", 3*time.Minute, "how long the system may take to settle after the faults")
 	flagLossShifts = flag.Int("drill.loss-shifts", 30, "shifts completed before the FLUSHALL in the Redis-loss drill")

@@ -9,15 +9,17 @@ import (
 
 // Error codes. Exactly one place (adapters/httpapi) maps them to HTTP status.
 const (
-	EInvalid      = "invalid"      // bad input: 400
-	ENotFound     = "not_found"    // missing or another organisation's: 404
-	EConflict     = "conflict"     // state does not allow it: 409
-	EUnauthorized = "unauthorized" // no or bad credentials: 401
-	EForbidden    = "forbidden"    // authenticated, not allowed: 403
-	ERateLimited  = "rate_limited" // over a budget: 429
-	ETooLarge     = "too_large"    // request body too large: 413
-	EUnavailable  = "unavailable"  // a dependency is down: 503
-	EInternal     = "internal"     // anything else: 500, details only logged
+	EInvalid      = "invalid"                // bad input: 400
+	ENotFound     = "not_found"              // missing or another organisation's: 404
+	EConflict     = "conflict"               // state does not allow it: 409
+	EUnauthorized = "unauthorized"           // no or bad credentials: 401
+	EForbidden    = "forbidden"              // authenticated, not allowed: 403
+	ERateLimited  = "rate_limited"           // over a budget: 429
+	ETooLarge     = "too_large"              // request body too large: 413
+	EMethod       = "method_not_allowed"     // the route exists for other methods: 405
+	EMediaType    = "unsupported_media_type" // the body is not application/json: 415
+	EUnavailable  = "unavailable"            // a dependency is down: 503
+	EInternal     = "internal"               // anything else: 500, details only logged
 )
 
 // Error is an application error with a code and a message that is safe to

@@ -59,6 +59,10 @@ type sharedServers struct {
 	MongoURI string `json:"mongoUri"`
 }
 
+// localLoginRate is the local runner's per-account login budget unless
+// LOGIN_RATE_ACCOUNT is set.
+const localLoginRate = "1000/15m"
+
 // startServers starts an embedded Redis and an embedded MongoDB
 // wire-protocol server for whichever of REDIS_URL / MONGODB_URI is unset
 // (docs/design.md#10), and a JWT secret kept in the data directory
@@ -78,6 +82,12 @@ func startServers(logger *slog.Logger, publish bool) (*servers, error) {
 			return nil, err
 		}
 		s.env["JWT_SECRET"] = secret
+	}
+	// Local development logs the demo admin in over and over (the quick
+	// start, tests, scripts); the production budget (10 per 15 minutes,
+	// kept across restarts in Redis) would lock the developer out.
+	if os.Getenv("LOGIN_RATE_ACCOUNT") == "" {
+		s.env["LOGIN_RATE_ACCOUNT"] = localLoginRate
 	}
 	if os.Getenv("OUTBOX_DIR") == "" && os.Getenv("SMTP_URL") == "" {
 		s.env["OUTBOX_DIR"] = filepath.Join(dir, "outbox")

@@ -155,7 +155,7 @@ func run(ctx context.Context, logger *slog.Logger, withHTTP bool) error {
 			<-drainsDone
 			return fmt.Errorf("listen on %s (set PORT or HOST): %w", addr, err)
 		}
-		hs = &http.Server{Handler: app.CORS(envOr("CORS_ORIGIN", "*"), a.Handler()), ReadHeaderTimeout: 10 * time.Second}
+		hs = newServer(app.CORS(envOr("CORS_ORIGIN", "*"), a.Handler()), defaultBounds)
 		go func() { httpDone <- hs.Serve(l) }()
 		printWelcome(l.Addr().String(), login)
 	} else {

@@ -26,6 +26,7 @@ const demoPricing = `{"currency":"EUR","taxRateBasisPoints":2000,"roles":{"nurse
 
 type demoLogin struct {
 	Email, Password, Org, ClientID string
+	UserID                         string
 }
 
 // seed creates, once, the demo organisation's settings, pricing table, a
@@ -33,9 +34,11 @@ type demoLogin struct {
 // start changes nothing (and never resets a changed password).
 func seed(ctx context.Context, a *app.App) (demoLogin, error) {
 	l := demoLogin{Email: envOr("DEMO_EMAIL", demoEmail), Password: envOr("DEMO_PASSWORD", demoPassword), Org: demoOrg}
-	if _, err := a.Auth.EnsureUser(ctx, l.Email, l.Password, l.Org, auth.RoleAdmin); err != nil {
+	u, err := a.Auth.EnsureUser(ctx, l.Email, l.Password, l.Org, auth.RoleAdmin)
+	if err != nil {
 		return l, fmt.Errorf("demo user: %w", err)
 	}
+	l.UserID = u.ID
 	clients, err := a.Clients.List(ctx, l.Org)
 	if err != nil {
 		return l, err

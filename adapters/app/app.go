@@ -99,6 +99,7 @@ type App struct {
 	Reconciler *reconcile.Reconciler
 
 	tokens   *auth.Tokens
+	authn    *httpapi.Authenticator
 	routes   []Route
 	mux      *http.ServeMux
 	drainers map[string]event.Drainer
@@ -125,9 +126,12 @@ func New(ctx context.Context, o Options) (*App, error) {
 	// deadline a drain may still start one (HANDLER_TIMEOUT + the safety
 	// margin must fit in the function's timeout, see template.yaml).
 	handlerTimeout, herr := config.Duration(getenv, "HANDLER_TIMEOUT", 10*time.Second, time.Second, 5*time.Minute)
+	// How long an entry stays with a consumer that stopped heartbeating
+	// (a killed or frozen instance) before another takes it back.
+	visibility, verr := config.Duration(getenv, "VISIBILITY_TIMEOUT", 30*time.Second, time.Second, 15*time.Minute)
 	prefix, perr := keyPrefix(getenv)
 	recon, rerr := loadReconcileConfig(getenv)
-	if err := errors.Join(err, aerr, lerr, terr, eerr, derr, herr, perr, rerr); err != nil {
+	if err := errors.Join(err, aerr, lerr, terr, eerr, derr, herr, verr, perr, rerr); err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
 	if cfg.Mongo.URI == "" {
@@ -138,7 +142,8 @@ func New(ctx context.Context, o Options) (*App, error) {
 		logger = logging.New(os.Stderr, cfg.Log.Format, cfg.Log.Level)
 	}
 	a := &App{Config: cfg, Logger: logger, longPoll: longPoll, prefix: prefix, recon: recon,
-		consumer: redisstream.ConsumerOptions{Consumer: o.Consumer, HandlerTimeout: handlerTimeout, Logger: logger}}
+		consumer: redisstream.ConsumerOptions{Consumer: o.Consumer, HandlerTimeout: handlerTimeout,
+			VisibilityTimeout: visibility, Logger: logger}}
 
 	connect := redisconn.Connect
 	if o.WaitForRedis {
@@ -211,6 +216,7 @@ func (a *App) wire(ctx context.Context, authCfg auth.Config, limCfg redislimit.C
 // router mounts every route once; FunctionHandler narrows it per function.
 func (a *App) router(authCfg auth.Config) error {
 	authn := httpapi.NewAuthenticator(a.tokens)
+	a.authn = authn
 	mux := http.NewServeMux()
 	ar := httpapi.NewAuthRoutes(a.Auth, authn, httpapi.NewClientIP(authCfg.TrustedProxies))
 	for _, rt := range ar.Routes() {
@@ -233,13 +239,23 @@ func (a *App) router(authCfg auth.Config) error {
 	return nil
 }
 
+// health answers whether the dependencies respond. The route is public (a
+// load balancer or uptime check calls it without a token), so anonymous
+// callers get only the verdict; the per-dependency report, whose errors can
+// name internal addresses, is for admins (a valid admin bearer token).
 func (a *App) health(w http.ResponseWriter, r *http.Request) {
 	rep := health.Check(r.Context(), a.Redis, a.Mongo)
 	status := http.StatusOK
 	if !rep.OK {
 		status = http.StatusServiceUnavailable
 	}
-	httpapi.WriteJSON(w, status, rep)
+	if p, err := a.authn.Authenticate(r); err == nil && p.Role == auth.RoleAdmin {
+		httpapi.WriteJSON(w, status, rep)
+		return
+	}
+	httpapi.WriteJSON(w, status, struct {
+		OK bool `json:"ok"`
+	}{rep.OK})
 }
 
 // drains subscribes the consumers and creates the job workers.
@@ -300,7 +316,9 @@ func functionOf(method, path string) string {
 
 // Handler serves every route (the local runner, a single-container
 // deployment), with request logging and correlation ids.
-func (a *App) Handler() http.Handler { return requestLog(a.Logger, a.mux) }
+func (a *App) Handler() http.Handler {
+	return requestLog(a.Logger, securityHeaders(routerErrors(a.mux)))
+}
 
 // FunctionHandler serves the routes of one HTTP function and answers 404
 // for the others, so a function only does what its gateway routes say.
@@ -316,15 +334,13 @@ func (a *App) FunctionHandler(name string) http.Handler {
 	if n == 0 {
 		panic(fmt.Sprintf("app: no routes for function %q", name))
 	}
-	own.Handle("/", notFound())
-	return requestLog(a.Logger, own)
+	return requestLog(a.Logger, securityHeaders(routerErrors(own)))
 }
 
-func notFound() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		httpapi.WriteError(w, r, notFoundErr(r))
-	})
-}
+// IssueToken signs a token for p without a password check or a login
+// budget: for trusted local tooling only (the local runner's invoke), never
+// reachable from a request.
+func (a *App) IssueToken(p auth.Principal) (auth.Token, error) { return a.tokens.Issue(p) }
 
 // Drainer returns the drainer of a consumer function.
 func (a *App) Drainer(name string) event.Drainer { return a.drainers[name] }

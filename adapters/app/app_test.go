@@ -15,6 +15,7 @@ import (
 
 	"github.com/shiftflow/shiftflow/adapters/logging"
 	"github.com/shiftflow/shiftflow/adapters/testenv"
+	"github.com/shiftflow/shiftflow/core/auth"
 	"github.com/shiftflow/shiftflow/core/event"
 	"github.com/shiftflow/shiftflow/core/job"
 )
@@ -64,13 +65,14 @@ func TestConfigurationErrorsNameEveryVariable(t *testing.T) {
 			"HANDLER_TIMEOUT":    "forever",
 			"RECONCILE_INTERVAL": "100ms",
 			"RECONCILE_AFTER":    "soon",
+			"VISIBILITY_TIMEOUT": "0s",
 		}[k]
 	}
 	_, err := New(context.Background(), Options{Getenv: getenv})
 	if err == nil {
 		t.Fatal("a bad configuration must not build")
 	}
-	for _, v := range []string{"REDIS_URL", "JWT_SECRET", "DRAIN_MODE", "REDIS_KEY_PREFIX", "HANDLER_TIMEOUT", "RECONCILE_INTERVAL", "RECONCILE_AFTER"} {
+	for _, v := range []string{"REDIS_URL", "JWT_SECRET", "DRAIN_MODE", "REDIS_KEY_PREFIX", "HANDLER_TIMEOUT", "VISIBILITY_TIMEOUT", "RECONCILE_INTERVAL", "RECONCILE_AFTER"} {
 		if !strings.Contains(err.Error(), v) {
 			t.Errorf("error does not name %s: %v", v, err)
 		}
@@ -118,11 +120,34 @@ func TestEachFunctionServesOnlyItsRoutes(t *testing.T) {
 			t.Errorf("function %s has no route", fn)
 		}
 	}
-	// Health reports both dependencies.
-	rec := httptest.NewRecorder()
-	a.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/health", nil))
-	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"redis"`) || rec.Header().Get("X-Request-Id") == "" {
-		t.Fatalf("health: %d %s", rec.Code, rec.Body.String())
+}
+
+// Health is public, so anonymous callers learn only the verdict; an admin
+// sees each dependency (whose errors may name internal addresses).
+func TestHealthDetailsAreForAdminsOnly(t *testing.T) {
+	a := newTestApp(t)
+	get := func(role string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("GET", "/health", nil)
+		if role != "" {
+			tok, err := a.tokens.Issue(auth.Principal{UserID: "u1", OrganizationID: "o1", Role: role})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer "+tok.Value)
+		}
+		rec := httptest.NewRecorder()
+		a.Handler().ServeHTTP(rec, req)
+		return rec
+	}
+	for _, role := range []string{"", auth.RoleViewer, auth.RoleScheduler} {
+		rec := get(role)
+		if rec.Code != 200 || strings.TrimSpace(rec.Body.String()) != `{"ok":true}` || rec.Header().Get("X-Request-Id") == "" {
+			t.Errorf("health as %q: %d %s", role, rec.Code, rec.Body.String())
+		}
+	}
+	rec := get(auth.RoleAdmin)
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"redis"`) || !strings.Contains(rec.Body.String(), `"mongodb"`) {
+		t.Fatalf("health as admin: %d %s", rec.Code, rec.Body.String())
 	}
 }
 
@@ -256,5 +281,38 @@ func TestCORS(t *testing.T) {
 				t.Fatal("preflight must allow the Authorization header")
 			}
 		})
+	}
+}
+
+// The router's own answers (no route, wrong method) are JSON errors like
+// every other answer, for the local handler and each function's handler.
+func TestRouterAnswersAreJSONErrorsWithSecurityHeaders(t *testing.T) {
+	a := newTestApp(t)
+	handlers := map[string]http.Handler{"local": a.Handler(), ScheduleShift: a.FunctionHandler(ScheduleShift), CompleteShift: a.FunctionHandler(CompleteShift)}
+	for name, h := range handlers {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/nowhere", nil))
+		if rec.Code != http.StatusNotFound || rec.Header().Get("Content-Type") != "application/json" || !strings.Contains(rec.Body.String(), `"code":"not_found"`) {
+			t.Errorf("%s: unknown route: %d %q %q", name, rec.Code, rec.Header().Get("Content-Type"), rec.Body.String())
+		}
+		for hd, want := range map[string]string{"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store",
+			"Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'"} {
+			if got := rec.Header().Get(hd); got != want {
+				t.Errorf("%s: %s = %q, want %q", name, hd, got, want)
+			}
+		}
+		rec = httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("DELETE", "/shifts/x1/complete", nil))
+		if name == ScheduleShift {
+			// Not this function's route at all: 404.
+			if rec.Code != http.StatusNotFound {
+				t.Errorf("%s: another function's path: %d %q", name, rec.Code, rec.Body.String())
+			}
+			continue
+		}
+		if rec.Code != http.StatusMethodNotAllowed || !strings.Contains(rec.Body.String(), `"code":"method_not_allowed"`) ||
+			!strings.Contains(rec.Header().Get("Allow"), "POST") || rec.Header().Get("Content-Type") != "application/json" {
+			t.Errorf("%s: wrong method: %d allow=%q %q", name, rec.Code, rec.Header().Get("Allow"), rec.Body.String())
+		}
 	}
 }

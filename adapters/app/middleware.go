@@ -3,12 +3,14 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"regexp"
 	"sync"
 	"time"
 
+	"github.com/shiftflow/shiftflow/adapters/httpapi"
 	"github.com/shiftflow/shiftflow/adapters/logging"
 	"github.com/shiftflow/shiftflow/core"
 	"github.com/shiftflow/shiftflow/core/event"
@@ -70,6 +72,53 @@ func (r *recorder) Write(b []byte) (int, error) {
 	r.bytes += n
 	return n, err
 }
+
+// securityHeaders sets what every API answer should carry: no MIME
+// sniffing, nothing cached (answers are per user and many carry tokens or
+// invoices), and a content security policy that lets nothing load or frame
+// if a browser ever renders an answer as a page.
+func securityHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("Cache-Control", "no-store")
+		hd.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		hd.Set("Referrer-Policy", "no-referrer")
+		h.ServeHTTP(w, r)
+	})
+}
+
+// routerErrors serves mux and answers what the router itself would answer
+// in plain text in the API's JSON error format instead: no route is a 404,
+// a route that exists for other methods a 405 with its Allow header.
+func routerErrors(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" { // a route, or the router's redirect to the canonical path
+			mux.ServeHTTP(w, r)
+			return
+		}
+		probe := &statusProbe{header: http.Header{}}
+		h.ServeHTTP(probe, r)
+		if probe.status == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", probe.header.Get("Allow"))
+			httpapi.WriteError(w, r, &core.Error{Code: core.EMethod,
+				Message: fmt.Sprintf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, probe.header.Get("Allow"))})
+			return
+		}
+		httpapi.WriteError(w, r, notFoundErr(r))
+	})
+}
+
+// statusProbe records what the router's own 404/405 handler would write.
+type statusProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *statusProbe) Header() http.Header         { return p.header }
+func (p *statusProbe) Write(b []byte) (int, error) { return len(b), nil }
+func (p *statusProbe) WriteHeader(status int)      { p.status = status }
 
 func notFoundErr(r *http.Request) error {
 	return core.NotFound("no route %s %s", r.Method, r.URL.Path)

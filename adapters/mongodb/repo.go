@@ -29,6 +29,7 @@ const (
 	CollPricing        = "pricing"
 	CollPricingClient  = "pricingOverrides"
 	CollSettings       = "settings"
+	CollEmails         = "emails"
 )
 
 // notFound turns ErrNoDocuments into core.ENotFound with a client-safe

@@ -30,13 +30,28 @@ func Defaults(orgID string) Settings {
 
 var prefixRe = regexp.MustCompile(`^[A-Za-z0-9/_.-]{0,16}$`)
 
+// ValidTimeZone reports whether name is an IANA time zone name (a zone or
+// a link, from the list in zones.go) that this process can load. Loading
+// alone is not enough: time.LoadLocation opens any file under the zoneinfo
+// directory, so "posixrules", "right/UTC", "./UTC" or "Europe//London"
+// would pass.
+//
+//go:generate go run gen_zones.go
+func ValidTimeZone(name string) bool {
+	if !ianaZones[name] {
+		return false
+	}
+	_, err := time.LoadLocation(name)
+	return err == nil
+}
+
 // Validate returns core.EInvalid naming the bad field.
 func (s Settings) Validate() error {
 	if s.TimeZone == "" {
 		return core.Invalid("timeZone is required, an IANA name such as Europe/Berlin")
 	}
-	if _, err := time.LoadLocation(s.TimeZone); err != nil || s.TimeZone == "Local" {
-		return core.Invalid("timeZone %q is not an IANA time zone name", s.TimeZone)
+	if !ValidTimeZone(s.TimeZone) {
+		return core.Invalid("timeZone %q is not an IANA time zone name such as Europe/Berlin or UTC", s.TimeZone)
 	}
 	if !pricing.ValidCurrency(s.Currency) {
 		return core.Invalid("currency must be an ISO 4217 code such as EUR, not %q", s.Currency)

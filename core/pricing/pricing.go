@@ -10,7 +10,10 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strings"
 	"time"
+
+	"github.com/bojanz/currency"
 
 	"github.com/shiftflow/shiftflow/core"
 )
@@ -73,14 +76,18 @@ type Override struct {
 }
 
 var (
-	currencyRe = regexp.MustCompile(`^[A-Z]{3}$`)
 	// No '.' or '$': role names are keys of a MongoDB document.
 	roleRe  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9 _-]{0,63}$`)
 	clockRe = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]$`)
 )
 
-// ValidCurrency reports whether c looks like an ISO 4217 code.
-func ValidCurrency(c string) bool { return currencyRe.MatchString(c) }
+// ValidCurrency reports whether c is an active ISO 4217 currency code
+// (upper case), from the CLDR data that github.com/bojanz/currency keeps
+// current: "ABC" is no currency, and neither are withdrawn codes (DEM,
+// HRK), funds, metals or the test code XTS.
+func ValidCurrency(c string) bool {
+	return c != "" && c == strings.ToUpper(c) && currency.IsValid(c)
+}
 
 // ValidRoleName reports whether name can be a role.
 func ValidRoleName(name string) bool { return roleRe.MatchString(name) }

@@ -1,0 +1,85 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/shiftflow/shiftflow/adapters/httpapi"
+	"github.com/shiftflow/shiftflow/core/auth"
+	"github.com/shiftflow/shiftflow/core/shift"
+)
+
+// The decoder refuses what encoding/json alone lets through (issue 15
+// items 3, 4 and 7): each answer is a 4xx JSON error that names the field
+// in the API's words, and nothing is written.
+func TestStrictJSONRefusesWhatEncodingJSONLetsThrough(t *testing.T) {
+	a := domNewApp(t)
+	c := a.seed(domAdmin)
+	shiftBody := func(edit func(map[string]any)) string {
+		raw, _ := json.Marshal(domShiftBody(c, edit))
+		return string(raw)
+	}
+	client := `{"name":"x","billingEmail":"a@b.test"}`
+	cases := []struct {
+		name, path, ctype, body string
+		status                  int
+		code, mention           string
+	}{
+		{"trailing bracket", "/clients", "application/json", client + `]`, 400, "invalid", "nothing after it"},
+		{"trailing braces", "/clients", "application/json", client + `}}}`, 400, "invalid", "nothing after it"},
+		{"operator after the object", "/clients", "application/json", client + `]{"$gt":""}`, 400, "invalid", ""},
+		{"duplicate key", "/clients", "application/json", `{"name":"x","name":"y","billingEmail":"a@b.test"}`, 400, "invalid", `"name" appears twice`},
+		{"upper-case field", "/clients", "application/json", `{"NAME":"x","billingEmail":"a@b.test"}`, 400, "invalid", `"NAME"`},
+		{"case variant of clientId", "/shifts", "application/json", strings.Replace(shiftBody(nil), `"clientId"`, `"CLIENTID"`, 1), 400, "invalid", `"CLIENTID"`},
+		{"jsonp content type", "/clients", "application/jsonp", client, 415, "unsupported_media_type", "application/json"},
+		{"text content type", "/clients", "text/plain", client, 415, "unsupported_media_type", "application/json"},
+		{"latin-1 charset", "/clients", "application/json; charset=iso-8859-1", client, 415, "unsupported_media_type", "utf-8"},
+		{"invalid UTF-8", "/clients", "application/json", "{\"name\":\"caf\xe9\",\"billingEmail\":\"a@b.test\"}", 400, "invalid", "UTF-8"},
+		{"NUL in a name", "/clients", "application/json", `{"name":"x\u0000y","billingEmail":"a@b.test"}`, 400, "invalid", "name"},
+		{"escape in notes", "/shifts", "application/json", shiftBody(func(b map[string]any) { b["notes"] = "a\x1b[31mred" }), 400, "invalid", "notes"},
+		{"C1 control in workerId", "/shifts", "application/json", shiftBody(func(b map[string]any) { b["workerId"] = "w\u0085" }), 400, "invalid", "workerId"},
+		{"start as a number", "/shifts", "application/json", shiftBody(func(b map[string]any) { b["start"] = 5 }), 400, "invalid", "start must be an RFC 3339 time such as"},
+		{"start in another layout", "/shifts", "application/json", shiftBody(func(b map[string]any) { b["start"] = "25/11/2026 08:00" }), 400, "invalid", "start must be an RFC 3339 time such as"},
+		{"body is an array", "/clients", "application/json", `[]`, 400, "invalid", "request body must be a JSON object"},
+		{"breakMinutes beyond int64", "/shifts", "application/json", strings.Replace(shiftBody(nil), `"breakMinutes":30`, `"breakMinutes":1e30`, 1), 400, "invalid", "breakMinutes must be a whole number"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := a.counts()
+			req := httptest.NewRequest("POST", tc.path, bytes.NewBufferString(tc.body))
+			req.Header.Set("Content-Type", tc.ctype)
+			tok, err := a.tokens.Issue(auth.Principal{UserID: "u-1", OrganizationID: domScheduler.org, Role: domScheduler.role})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer "+tok.Value)
+			w := httptest.NewRecorder()
+			a.h.ServeHTTP(w, req)
+			var body httpapi.ErrorBody
+			if w.Code != tc.status || json.Unmarshal(w.Body.Bytes(), &body) != nil || body.Error.Code != tc.code {
+				t.Fatalf("status %d %s, want %d %s", w.Code, w.Body.String(), tc.status, tc.code)
+			}
+			if !strings.Contains(body.Error.Message, tc.mention) {
+				t.Errorf("message %q does not say %q", body.Error.Message, tc.mention)
+			}
+			for _, leak := range []string{"httpapi.", "time.Time", "int64", "2006-01-02", "json:"} {
+				if strings.Contains(body.Error.Message, leak) {
+					t.Errorf("message %q shows Go internals (%s)", body.Error.Message, leak)
+				}
+			}
+			if after := a.counts(); !reflect.DeepEqual(before, after) {
+				t.Fatalf("the request wrote something:\nbefore %v\nafter  %v", before, after)
+			}
+		})
+	}
+	// Notes keep their lines and tabs.
+	var s shift.Shift
+	a.must(201, domScheduler, "POST", "/shifts", domShiftBody(c, func(b map[string]any) { b["notes"] = "line one\nline two\tend" }), &s)
+	if s.Notes != "line one\nline two\tend" {
+		t.Fatalf("notes %q", s.Notes)
+	}
+}

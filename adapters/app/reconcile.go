@@ -40,7 +40,7 @@ type jobReader interface {
 type queueEmailRecords struct{ q jobReader }
 
 func (r queueEmailRecords) Sent(ctx context.Context, _ string, invoiceID string) (bool, error) {
-	j, err := r.q.GetJob(ctx, job.EmailNotifications, invoice.EmailJobID(invoiceID))
+	j, err := r.q.GetJob(ctx, job.EmailNotifications, invoice.MessageKey(invoiceID))
 	if core.ErrorCode(err) == core.ENotFound {
 		return true, nil
 	}

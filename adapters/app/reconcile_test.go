@@ -196,7 +196,7 @@ func TestReconcilerDecisions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	emailJob := invoice.EmailJobID(inv.ID)
+	emailJob := invoice.MessageKey(inv.ID)
 	if err := a.Queues.Remove(ctx, job.EmailNotifications, emailJob); err != nil {
 		t.Fatal(err)
 	}

@@ -301,7 +301,7 @@ func (r *Reconciler) reemit(ctx context.Context, p Pending) (Item, outcome, erro
 	if err := invoice.QueueEmail(ctx, r.d.Jobs, d, p.Event.CorrelationID); err != nil {
 		return item, "", err
 	}
-	item.ID = invoice.EmailJobID(inv.ID)
+	item.ID = invoice.MessageKey(inv.ID)
 	return item, reEmail, nil
 }
 

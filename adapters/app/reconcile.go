@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/shiftflow/shiftflow/adapters/config"
+	"github.com/shiftflow/shiftflow/adapters/mongodb"
 	"github.com/shiftflow/shiftflow/core"
 	"github.com/shiftflow/shiftflow/core/invoice"
 	"github.com/shiftflow/shiftflow/core/job"
@@ -32,6 +33,9 @@ func loadReconcileConfig(getenv func(string) string) (reconcileConfig, error) {
 // job Redis lost from one its retention removed after it ran, and mailing
 // an invoice twice is worse than leaving a lost email to the sent-record.
 func emailRecords(a *App) reconcile.EmailRecords { return queueEmailRecords{q: a.Queues} }
+
+// The sent-record fits the port already.
+var _ reconcile.EmailRecords = (*mongodb.EmailRepo)(nil)
 
 type jobReader interface {
 	GetJob(ctx context.Context, queue, id string) (*job.Job, error)

@@ -54,7 +54,10 @@ func (w noWorked) Get(_ context.Context, _, id string) (timesheet.WorkedTime, er
 
 type pubs struct{ ids []string }
 
-func (p *pubs) Publish(_ context.Context, e event.Event) error { p.ids = append(p.ids, e.ID); return nil }
+func (p *pubs) Publish(_ context.Context, e event.Event) error {
+	p.ids = append(p.ids, e.ID)
+	return nil
+}
 
 type gate bool
 

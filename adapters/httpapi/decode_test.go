@@ -83,3 +83,51 @@ func TestStrictJSONRefusesWhatEncodingJSONLetsThrough(t *testing.T) {
 		t.Fatalf("notes %q", s.Notes)
 	}
 }
+
+// Numbers and times are bounded by their meaning (issue 15 items 1 and 2):
+// a break that would overflow minutes × time.Minute, and times outside the
+// years 2000 to 2100, are 400s that name the field, on create, patch and
+// complete, and nothing is written.
+func TestNumbersAndTimesAreBoundedByTheirMeaning(t *testing.T) {
+	a := domNewApp(t)
+	c := a.seed(domAdmin)
+	var s shift.Shift
+	a.must(201, domScheduler, "POST", "/shifts", domShiftBody(c, nil), &s)
+	S := "/shifts/" + s.ID
+	huge := func(n string) func(map[string]any) {
+		return func(b map[string]any) { b["breakMinutes"] = json.Number(n) }
+	}
+	cases := []struct {
+		name, method, path string
+		body               any
+		mention            string
+	}{
+		{"create: break 10^12", "POST", "/shifts", domShiftBody(c, huge("1000000000000")), "breakMinutes"},
+		{"create: break 2^63-1", "POST", "/shifts", domShiftBody(c, huge("9223372036854775807")), "breakMinutes"},
+		{"create: year 9999", "POST", "/shifts", domShiftBody(c, func(b map[string]any) { b["start"], b["end"] = "9999-11-25T08:00:00Z", "9999-11-25T16:00:00Z" }), "start"},
+		{"create: year 0", "POST", "/shifts", domShiftBody(c, func(b map[string]any) { b["start"], b["end"] = "0000-11-25T08:00:00Z", "0000-11-25T16:00:00Z" }), "start"},
+		{"create: year 1999", "POST", "/shifts", domShiftBody(c, func(b map[string]any) { b["start"], b["end"] = "1999-12-31T08:00:00Z", "1999-12-31T16:00:00Z" }), "start"},
+		{"create: end in 2101", "POST", "/shifts", domShiftBody(c, func(b map[string]any) { b["start"], b["end"] = "2100-12-31T20:00:00Z", "2101-01-01T02:00:00Z" }), "end"},
+		{"create: UTC year beyond 9999", "POST", "/shifts", domShiftBody(c, func(b map[string]any) { b["start"], b["end"] = "9999-12-31T23:00:00-05:00", "9999-12-31T23:30:00-05:00" }), "start"},
+		{"create: workerId with a newline", "POST", "/shifts", domShiftBody(c, func(b map[string]any) { b["workerId"] = "w\n1" }), "workerId"},
+		{"patch: break 10^12", "PATCH", S, `{"breakMinutes":1000000000000}`, "breakMinutes"},
+		{"complete: break 2^63-1", "POST", S + "/complete", `{"breakMinutes":9223372036854775807}`, "breakMinutes"},
+		{"complete: actual end in 9999", "POST", S + "/complete", `{"actualEnd":"9999-11-25T16:00:00Z"}`, "end"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := a.counts()
+			code, raw := a.do(domScheduler, tc.method, tc.path, tc.body)
+			var body httpapi.ErrorBody
+			if code != 400 || json.Unmarshal(raw, &body) != nil || body.Error.Code != "invalid" {
+				t.Fatalf("status %d %s, want 400 invalid", code, raw)
+			}
+			if !strings.Contains(body.Error.Message, tc.mention) {
+				t.Errorf("message %q does not name %s", body.Error.Message, tc.mention)
+			}
+			if after := a.counts(); !reflect.DeepEqual(before, after) {
+				t.Fatalf("the request wrote something:\nbefore %v\nafter  %v", before, after)
+			}
+		})
+	}
+}

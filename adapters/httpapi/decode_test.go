@@ -108,7 +108,9 @@ func TestNumbersAndTimesAreBoundedByTheirMeaning(t *testing.T) {
 		{"create: year 0", "POST", "/shifts", domShiftBody(c, func(b map[string]any) { b["start"], b["end"] = "0000-11-25T08:00:00Z", "0000-11-25T16:00:00Z" }), "start"},
 		{"create: year 1999", "POST", "/shifts", domShiftBody(c, func(b map[string]any) { b["start"], b["end"] = "1999-12-31T08:00:00Z", "1999-12-31T16:00:00Z" }), "start"},
 		{"create: end in 2101", "POST", "/shifts", domShiftBody(c, func(b map[string]any) { b["start"], b["end"] = "2100-12-31T20:00:00Z", "2101-01-01T02:00:00Z" }), "end"},
-		{"create: UTC year beyond 9999", "POST", "/shifts", domShiftBody(c, func(b map[string]any) { b["start"], b["end"] = "9999-12-31T23:00:00-05:00", "9999-12-31T23:30:00-05:00" }), "start"},
+		{"create: UTC year beyond 9999", "POST", "/shifts", domShiftBody(c, func(b map[string]any) {
+			b["start"], b["end"] = "9999-12-31T23:00:00-05:00", "9999-12-31T23:30:00-05:00"
+		}), "start"},
 		{"create: workerId with a newline", "POST", "/shifts", domShiftBody(c, func(b map[string]any) { b["workerId"] = "w\n1" }), "workerId"},
 		{"patch: break 10^12", "PATCH", S, `{"breakMinutes":1000000000000}`, "breakMinutes"},
 		{"complete: break 2^63-1", "POST", S + "/complete", `{"breakMinutes":9223372036854775807}`, "breakMinutes"},

@@ -6,8 +6,8 @@ import (
 
 // ClientInput is the body of POST /clients.
 type ClientInput struct {
-	Name         string `json:"name"`
-	BillingEmail string `json:"billingEmail"`
+	Name         string `json:"name" required:"true"`
+	BillingEmail string `json:"billingEmail" required:"true"`
 }
 
 func (x *DomainRoutes) createClient(w http.ResponseWriter, r *http.Request) {

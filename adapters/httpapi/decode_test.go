@@ -45,14 +45,23 @@ func TestStrictJSONRefusesWhatEncodingJSONLetsThrough(t *testing.T) {
 		{"start as a number", "/shifts", "application/json", shiftBody(func(b map[string]any) { b["start"] = 5 }), 400, "invalid", "start must be an RFC 3339 time such as"},
 		{"start in another layout", "/shifts", "application/json", shiftBody(func(b map[string]any) { b["start"] = "25/11/2026 08:00" }), 400, "invalid", "start must be an RFC 3339 time such as"},
 		{"body is an array", "/clients", "application/json", `[]`, 400, "invalid", "request body must be a JSON object"},
+		{"pricing without taxRateBasisPoints", "/pricing", "application/json", `{"currency":"EUR","roles":{"nurse":{"hourlyRate":3000}},"overtime":{"afterMinutes":480,"multiplierPercent":150}}`, 400, "invalid", "taxRateBasisPoints is required"},
+		{"pricing role without hourlyRate", "/pricing", "application/json", `{"currency":"EUR","taxRateBasisPoints":2000,"roles":{"nurse":{}},"overtime":{"afterMinutes":480,"multiplierPercent":150}}`, 400, "invalid", "roles.nurse.hourlyRate is required"},
+		{"pricing without overtime", "/pricing", "application/json", `{"currency":"EUR","taxRateBasisPoints":2000,"roles":{"nurse":{"hourlyRate":3000}}}`, 400, "invalid", "overtime is required"},
+		{"client with null name", "/clients", "application/json", `{"name":null,"billingEmail":"a@b.test"}`, 400, "invalid", "name is required"},
+		{"shift without end", "/shifts", "application/json", shiftBody(func(b map[string]any) { delete(b, "end") }), 400, "invalid", "end is required"},
 		{"breakMinutes beyond int64", "/shifts", "application/json", strings.Replace(shiftBody(nil), `"breakMinutes":30`, `"breakMinutes":1e30`, 1), 400, "invalid", "breakMinutes must be a whole number"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := a.counts()
-			req := httptest.NewRequest("POST", tc.path, bytes.NewBufferString(tc.body))
+			method, who := "POST", domScheduler
+			if tc.path == "/pricing" {
+				method, who = "PUT", domAdmin
+			}
+			req := httptest.NewRequest(method, tc.path, bytes.NewBufferString(tc.body))
 			req.Header.Set("Content-Type", tc.ctype)
-			tok, err := a.tokens.Issue(auth.Principal{UserID: "u-1", OrganizationID: domScheduler.org, Role: domScheduler.role})
+			tok, err := a.tokens.Issue(auth.Principal{UserID: "u-1", OrganizationID: who.org, Role: who.role})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -142,3 +142,36 @@ func TestNumbersAndTimesAreBoundedByTheirMeaning(t *testing.T) {
 		})
 	}
 }
+
+// Every route refuses query parameters it does not take (issue 15 item 9):
+// a smuggled ?organizationId= on a create is a 400 and writes nothing.
+func TestEveryRouteRefusesUnknownQueryParameters(t *testing.T) {
+	a := domNewApp(t)
+	c := a.seed(domAdmin)
+	var s shift.Shift
+	a.must(201, domScheduler, "POST", "/shifts", domShiftBody(c, nil), &s)
+	for _, rt := range (&httpapi.DomainRoutes{}).Routes() {
+		t.Run(rt.Method+" "+rt.Path, func(t *testing.T) {
+			path := strings.ReplaceAll(rt.Path, "{id}", s.ID)
+			before := a.counts()
+			var body any
+			switch {
+			case rt.Path == "/clients" && rt.Method == "POST":
+				body = `{"name":"x","billingEmail":"a@b.test"}`
+			case rt.Path == "/shifts" && rt.Method == "POST":
+				body = domShiftBody(c, nil)
+			case rt.Method == "PUT" && rt.Path == "/pricing":
+				body = domIssueTable
+			case rt.Method == "PUT" && rt.Path == "/settings":
+				body = `{"timeZone":"UTC","currency":"EUR","invoiceTermsDays":1,"invoicePrefix":"I"}`
+			}
+			code, raw := a.do(domAdmin, rt.Method, path+"?organizationId=org-b", body)
+			if code != 400 || !strings.Contains(string(raw), "organizationId") {
+				t.Fatalf("status %d %s, want 400 naming the parameter", code, raw)
+			}
+			if after := a.counts(); !reflect.DeepEqual(before, after) {
+				t.Fatalf("the request wrote something:\nbefore %v\nafter  %v", before, after)
+			}
+		})
+	}
+}

@@ -52,10 +52,6 @@ func (x *DomainRoutes) scheduleShift(w http.ResponseWriter, r *http.Request) {
 }
 
 func (x *DomainRoutes) listShifts(w http.ResponseWriter, r *http.Request) {
-	if err := onlyQuery(r, "from", "to", "status"); err != nil {
-		WriteError(w, r, err)
-		return
-	}
 	from, to, err := queryRange(r)
 	if err != nil {
 		WriteError(w, r, err)

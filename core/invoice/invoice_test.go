@@ -57,7 +57,7 @@ func TestBadJobDataIsPermanent(t *testing.T) {
 			t.Errorf("data %s: err %v is not permanent", data, err)
 		}
 	}
-	m := NewMailer(nil, nil, "x@y.test")
+	m := NewMailer(nil, nil, nil, "x@y.test")
 	if err := m.Send(context.Background(), &job.Job{ID: "j", Data: []byte(`{}`)}); !job.IsPermanent(err) {
 		t.Errorf("email job without fields: %v", err)
 	}

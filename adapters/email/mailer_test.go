@@ -328,4 +328,3 @@ func TestMailerOutboxRerunWritesNoSecondFile(t *testing.T) {
 		t.Fatalf("record %+v %v", rec, ok)
 	}
 }
-

@@ -33,6 +33,7 @@ type mailEnv struct {
 	srv     *smtptest.Server
 	invs    *mongodb.InvoiceRepo
 	records *mongodb.EmailRepo
+	dbName  string
 	seq     int64
 }
 
@@ -40,7 +41,7 @@ func newMailEnv(t *testing.T, opts ...smtptest.Option) *mailEnv {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	t.Cleanup(cancel)
 	db := testenv.MongoDB(t)
-	e := &mailEnv{t: t, ctx: ctx, srv: smtptest.Start(t, opts...), invs: mongodb.NewInvoiceRepo(db), records: mongodb.NewEmailRepo(db)}
+	e := &mailEnv{t: t, ctx: ctx, srv: smtptest.Start(t, opts...), invs: mongodb.NewInvoiceRepo(db), records: mongodb.NewEmailRepo(db), dbName: db.Name()}
 	if err := e.records.EnsureIndexes(ctx); err != nil {
 		t.Fatal(err)
 	}

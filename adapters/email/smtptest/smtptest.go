@@ -51,6 +51,7 @@ type Server struct {
 	hook     Hook
 	rejects  int
 	hangs    []chan struct{}
+	stall    time.Duration
 }
 
 // Option configures Start.
@@ -174,6 +175,14 @@ func (s *Server) SetHook(h Hook) {
 	s.mu.Unlock()
 }
 
+// StallData makes every DATA wait d before reading the message, so what
+// a client writes meanwhile stays in the sockets' buffers (0: no stall).
+func (s *Server) StallData(d time.Duration) {
+	s.mu.Lock()
+	s.stall = d
+	s.mu.Unlock()
+}
+
 // RejectNext refuses the next n messages with 554 after their end of data.
 func (s *Server) RejectNext(n int) {
 	s.mu.Lock()
@@ -282,7 +291,9 @@ func (se *session) Data(r io.Reader) error {
 	s := se.s
 	s.mu.Lock()
 	s.inData++
+	stall := s.stall
 	s.mu.Unlock()
+	time.Sleep(stall)
 	body, err := io.ReadAll(r)
 	s.mu.Lock()
 	s.inData--

@@ -10,8 +10,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,7 +34,7 @@ const childEnv = "SHIFTFLOW_TEST_MAILER_CHILD"
 const (
 	pointBeforeInsert = "before-insert"  // prepared (body written), block
 	pointAfterInsert  = "after-insert"   // record taken, block before the terminator
-	pointStopInWindow = "stop-in-window" // record taken, SIGSTOP self, then go on
+	pointStopInWindow = "stop-in-window" // record taken, wait for a byte on stdin, then go on
 	pointGoOn         = "go-on"          // record taken, announce it and go on to commit
 )
 
@@ -76,7 +78,10 @@ func (c crashPoint) Insert(ctx context.Context, rec invoice.SentRecord) (bool, e
 	case pointAfterInsert:
 		select {}
 	case pointStopInWindow:
-		_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+		// Go on when the parent says so (it SIGSTOPs us first). Not a
+		// SIGSTOP to ourselves: the kernel may wake another thread to stop
+		// the process, and this one would run on for a moment.
+		_, _ = os.Stdin.Read(make([]byte, 1))
 	}
 	return won, err
 }
@@ -84,6 +89,7 @@ func (c crashPoint) Insert(ctx context.Context, rec invoice.SentRecord) (bool, e
 type child struct {
 	cmd   *exec.Cmd
 	lines chan string
+	stdin io.WriteCloser
 }
 
 // startChild runs the mailer child on j, stopping at point.
@@ -97,11 +103,15 @@ func (e *mailEnv) startChild(j *job.Job, point string, db string) *child {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		e.t.Fatal(err)
+	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
-	c := &child{cmd: cmd, lines: make(chan string, 16)}
+	c := &child{cmd: cmd, lines: make(chan string, 16), stdin: in}
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
@@ -143,14 +153,21 @@ func (c *child) kill(t *testing.T) {
 	_ = c.cmd.Wait()
 }
 
-// stopped reports whether the child is in state T (stopped).
+// stopped reports whether every thread of the child is stopped (state T):
+// a group stop reaches the threads one by one.
 func (c *child) stopped() bool {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
-	if err != nil {
-		return false
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", c.cmd.Process.Pid))
+	for _, task := range tasks {
+		raw, err := os.ReadFile(task)
+		if err != nil {
+			return false
+		}
+		f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:]))
+		if len(f) == 0 || f[0] != "T" {
+			return false
+		}
 	}
-	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:]))
-	return len(f) > 0 && f[0] == "T"
+	return len(tasks) > 0
 }
 
 func crashEnv(t *testing.T) (*mailEnv, string) {
@@ -223,7 +240,13 @@ func TestFrozenInsideTheWindowWhileTheJobReruns(t *testing.T) {
 	j, msgID := e.invoiceJob()
 	c := e.startChild(j, pointStopInWindow, db)
 	c.await(t, "POINT")
+	if err := c.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, "the child stopped", c.stopped)
+	if _, err := c.stdin.Write([]byte{1}); err != nil { // read only once it runs again
+		t.Fatal(err)
+	}
 	if err := e.mailer(nil).Send(e.ctx, j); err != nil { // another worker's re-run
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -34,8 +35,7 @@ const childEnv = "SHIFTFLOW_TEST_MAILER_CHILD"
 const (
 	pointBeforeInsert = "before-insert"  // prepared (body written), block
 	pointAfterInsert  = "after-insert"   // record taken, block before the terminator
-	pointStopInWindow = "stop-in-window" // record taken, wait for a byte on stdin, then go on
-	pointGoOn         = "go-on"          // record taken, announce it and go on to commit
+	pointWaitInWindow = "wait-in-window" // record taken, wait for a byte on stdin, then go on to commit
 )
 
 // TestMailerChild is the child process; it does nothing in a normal run.
@@ -77,7 +77,7 @@ func (c crashPoint) Insert(ctx context.Context, rec invoice.SentRecord) (bool, e
 	switch c.point {
 	case pointAfterInsert:
 		select {}
-	case pointStopInWindow:
+	case pointWaitInWindow:
 		// Go on when the parent says so (it SIGSTOPs us first). Not a
 		// SIGSTOP to ourselves: the kernel may wake another thread to stop
 		// the process, and this one would run on for a moment.
@@ -170,6 +170,28 @@ func (c *child) stopped() bool {
 	return len(tasks) > 0
 }
 
+// rxQueue returns the bytes received and not yet read on the established
+// loopback connection whose local port is port (from /proc/net/tcp).
+func rxQueue(t *testing.T, port string) int64 {
+	t.Helper()
+	raw, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := strconv.Atoi(port)
+	local := fmt.Sprintf("0100007F:%04X", p)
+	for _, line := range strings.Split(string(raw), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 4 && f[1] == local && f[3] == "01" { // 01: ESTABLISHED
+			queues := strings.SplitN(f[4], ":", 2)
+			n, _ := strconv.ParseInt(queues[1], 16, 64)
+			return n
+		}
+	}
+	t.Fatalf("no established connection on port %s", port)
+	return 0
+}
+
 func crashEnv(t *testing.T) (*mailEnv, string) {
 	if _, err := os.Stat("/proc/self/stat"); err != nil {
 		t.Skip("needs /proc")
@@ -220,9 +242,16 @@ func TestKillAfterTheTerminatorWriteStillDelivers(t *testing.T) {
 	// The server reads nothing of the message for 6 s: the body and the
 	// terminator wait in the sockets' buffers while the child dies.
 	e.srv.StallData(6 * time.Second)
-	c := e.startChild(j, pointGoOn, db)
+	c := e.startChild(j, pointWaitInWindow, db)
 	c.await(t, "POINT")
-	time.Sleep(2 * time.Second) // the terminator is one write away
+	// The body sits unread in the server's receive queue; the terminator
+	// adds to it once the child has written it. Kill right then.
+	port := e.srv.Addr()[strings.LastIndexByte(e.srv.Addr(), ':')+1:]
+	body := rxQueue(t, port)
+	if _, err := c.stdin.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the terminator in the server's receive queue", func() bool { return rxQueue(t, port) > body })
 	c.kill(t)
 	eventually(t, "the delivery", func() bool { return e.srv.Count(msgID) == 1 })
 	e.srv.StallData(0)
@@ -238,7 +267,7 @@ func TestKillAfterTheTerminatorWriteStillDelivers(t *testing.T) {
 func TestFrozenInsideTheWindowWhileTheJobReruns(t *testing.T) {
 	e, db := crashEnv(t)
 	j, msgID := e.invoiceJob()
-	c := e.startChild(j, pointStopInWindow, db)
+	c := e.startChild(j, pointWaitInWindow, db)
 	c.await(t, "POINT")
 	if err := c.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)

@@ -124,6 +124,7 @@ func TestMessageIDIsTheKeyAtTheSenderDomain(t *testing.T) {
 	for from, want := range map[string]string{
 		"invoices@billing.example.com": "<invoice-01J@billing.example.com>",
 		"nobody":                       "<invoice-01J@shiftflow.invalid>",
+		"billing@[192.0.2.1]":          "<invoice-01J@shiftflow.invalid>",
 	} {
 		if got := MessageID(MessageKey("01J"), from); got != want {
 			t.Errorf("MessageID(from %s) = %s, want %s", from, got, want)

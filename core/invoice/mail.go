@@ -186,7 +186,7 @@ func (m *Mailer) release(ctx context.Context, rec SentRecord) error {
 		}
 		select {
 		case <-rctx.Done():
-			return fmt.Errorf("not delivered, and its sent-record could not be removed (the email is not retried until it is): %w", err)
+			return fmt.Errorf("not delivered, and its sent-record (if the insert was applied) could not be removed; while it exists the email is not sent: %w", err)
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 2*time.Second)

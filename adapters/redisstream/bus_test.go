@@ -428,3 +428,38 @@ func firstID(t *testing.T, c redis.UniversalClient, stream string) string {
 	}
 	return m[0].ID
 }
+
+// docs/queue.md wires a durable subscription with only Attempts set and a
+// bus without Subscription defaults; both must take the default backoff
+// (issue 9, item 9: they were refused with `backoff type ""`).
+func TestDurableSubscriptionWithoutBackoffTakesTheDefault(t *testing.T) {
+	eachTarget(t, func(t *testing.T, tg target) {
+		// Only timings are set (short, for the test); Backoff stays zero.
+		b := NewBus(tg.client, BusOptions{Prefix: tg.prefix, Stream: testenv.Unique("ev"), Logger: quiet,
+			Subscription: SubscribeOptions{ConsumerOptions: fastOpts()}})
+		var r recorder
+		s, err := b.SubscribeDurable([]string{"x.y"}, "no-backoff", r.handle, SubscribeOptions{ConsumerOptions: fastOpts(), Attempts: 5})
+		if err != nil {
+			t.Fatalf("SubscribeDurable without Backoff: %v", err)
+		}
+		if got := s.e.lane.(*eventLane).backoff; got != defaultEventBackoff {
+			t.Fatalf("backoff %+v, want the default %+v", got, defaultEventBackoff)
+		}
+		d, err := b.Subscribe([]string{"x.y"}, "via-subscribe", r.handle, event.Durable)
+		if err != nil {
+			t.Fatalf("Subscribe(Durable) on a bus without Subscription defaults: %v", err)
+		}
+		publish(t, b, "x.y", nil)
+		drain(t, s, 10*time.Second)
+		drain(t, d, 10*time.Second)
+		if r.n() != 2 {
+			t.Fatalf("handled %d, want 2", r.n())
+		}
+		// A bad bus-wide default is still refused, naming where it is.
+		bad := NewBus(tg.client, BusOptions{Prefix: tg.prefix, Stream: testenv.Unique("ev"), Logger: quiet,
+			Subscription: SubscribeOptions{Backoff: job.Backoff{Type: "linear"}}})
+		if _, err := bad.SubscribeDurable([]string{"x.y"}, "bad", r.handle, SubscribeOptions{}); core.ErrorCode(err) != core.EInvalid {
+			t.Fatalf("bad default backoff: %v", err)
+		}
+	})
+}

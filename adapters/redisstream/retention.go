@@ -22,6 +22,11 @@ import (
 // Redis is never blocked for long.
 const retentionBatch = 500
 
+// retentionPassBatches bounds one maintenance pass per kind (20,000 jobs);
+// a pass that reaches it is followed by another at the next maintenance
+// call, so a backlog is worked off without stalling promotion.
+const retentionPassBatches = 40
+
 // completedCheckEvery is how often a running worker checks the completed
 // count (one LLEN); the age rules and the failed count run every
 // QueueOptions.RetentionInterval.
@@ -244,7 +249,8 @@ type retentionState struct {
 
 // applyRetention is the worker's retention step, called from maintain:
 // the completed count at most every completedCheckEvery, everything at
-// most every RetentionInterval, each pass bounded (the next goes on).
+// most every RetentionInterval, each pass bounded (the next goes on at
+// once).
 // Failures are logged and never fail a drain.
 func (l *jobLane) applyRetention(ctx context.Context) {
 	s := &l.retention
@@ -261,7 +267,13 @@ func (l *jobLane) applyRetention(ctx context.Context) {
 	if full {
 		s.full = now
 	}
-	res, err := l.q.retain(ctx, l.k, full, 20)
+	res, err := l.q.retain(ctx, l.k, full, retentionPassBatches)
+	if res.Completed >= retentionPassBatches*retentionBatch {
+		s.checked = time.Time{} // more to do: go on at the next call
+	}
+	if res.Failed >= retentionPassBatches*retentionBatch {
+		s.full = time.Time{}
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			l.log.Warn("job retention failed", "queue", l.queue, "err", err)

@@ -169,11 +169,11 @@ func (a *App) wire(ctx context.Context, authCfg auth.Config, limCfg redislimit.C
 	users := mongodb.NewUserRepo(db)
 	clientRepo, shiftRepo := mongodb.NewClientRepo(db), mongodb.NewShiftRepo(db)
 	wtRepo, invRepo, numbers := mongodb.NewWorkedTimeRepo(db), mongodb.NewInvoiceRepo(db), mongodb.NewInvoiceNumbers(db)
-	priceRepo, settingsRepo := mongodb.NewPricingRepo(db), mongodb.NewSettingsRepo(db)
+	priceRepo, settingsRepo, emailRepo := mongodb.NewPricingRepo(db), mongodb.NewSettingsRepo(db), mongodb.NewEmailRepo(db)
 	reconRepo := mongodb.NewReconcileRepo(db)
 	// Idempotent; on a warm server this is one round trip per collection,
 	// paid once per cold start.
-	for _, r := range []interface{ EnsureIndexes(context.Context) error }{users, clientRepo, shiftRepo, wtRepo, invRepo, numbers, priceRepo, settingsRepo, reconRepo} {
+	for _, r := range []interface{ EnsureIndexes(context.Context) error }{users, clientRepo, shiftRepo, wtRepo, invRepo, numbers, priceRepo, settingsRepo, emailRepo, reconRepo} {
 		if err := r.EnsureIndexes(ctx); err != nil {
 			return fmt.Errorf("create indexes: %w", err)
 		}
@@ -198,9 +198,9 @@ func (a *App) wire(ctx context.Context, authCfg auth.Config, limCfg redislimit.C
 	a.Sheets = timesheet.NewService(wtRepo, a.Clients, a.Pricing, a.Queues, nil)
 	a.Invoices = invoice.NewWorker(invoice.Deps{Store: invRepo, Numbers: numbers, Shifts: a.Scheduler, WorkedTimes: a.Sheets,
 		Pricing: a.Pricing, Settings: a.Settings, Publisher: a.Bus, Jobs: a.Queues})
-	a.Mailer = invoice.NewMailer(invRepo, sender, from)
+	a.Mailer = invoice.NewMailer(invRepo, emailRepo, sender, from).WithLogger(logger)
 	a.Reconciler = reconcile.New(reconcile.Deps{Store: reconRepo, WorkedTimes: a.Sheets, Invoices: a.Invoices,
-		Clients: a.Clients, Emails: emailRecords(a), Publisher: a.Bus, Jobs: a.Queues,
+		Clients: a.Clients, Emails: emailRepo, Publisher: a.Bus, Jobs: a.Queues,
 		Gate:  redislimit.NewEvery(a.Redis, a.prefix+":reconcile:gate", a.recon.Interval),
 		After: a.recon.After, Interval: a.recon.Interval, Log: logger})
 	// Every completion the relay publishes is tracked before it leaves

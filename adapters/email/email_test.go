@@ -8,7 +8,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"errors"
 	"io"
 	"math/big"
 	"mime"
@@ -18,92 +17,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/emersion/go-sasl"
-	gosmtp "github.com/emersion/go-smtp"
 	"github.com/shiftflow/shiftflow/adapters/email"
+	"github.com/shiftflow/shiftflow/adapters/email/smtptest"
 	"github.com/shiftflow/shiftflow/core/invoice"
 )
-
-// received is one message the loopback server accepted.
-type received struct {
-	from, to, user string
-	tls            bool
-	data           []byte
-}
-
-type backend struct {
-	mu   sync.Mutex
-	msgs []received
-	user string
-	pass string
-}
-
-func (b *backend) NewSession(c *gosmtp.Conn) (gosmtp.Session, error) {
-	return &session{b: b, conn: c}, nil
-}
-
-type session struct {
-	b        *backend
-	conn     *gosmtp.Conn
-	cur      received
-	authUser string
-}
-
-func (s *session) AuthMechanisms() []string { return []string{sasl.Plain} }
-func (s *session) Auth(mech string) (sasl.Server, error) {
-	return sasl.NewPlainServer(func(identity, user, pass string) error {
-		if user != s.b.user || pass != s.b.pass {
-			return errors.New("bad credentials")
-		}
-		s.authUser = user
-		return nil
-	}), nil
-}
-func (s *session) Mail(from string, _ *gosmtp.MailOptions) error {
-	if s.b.user != "" && s.authUser == "" {
-		return gosmtp.ErrAuthRequired
-	}
-	s.cur.from = from
-	return nil
-}
-func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error { s.cur.to = to; return nil }
-func (s *session) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	_, isTLS := s.conn.TLSConnectionState()
-	s.cur.data, s.cur.user, s.cur.tls = b, s.authUser, isTLS
-	s.b.mu.Lock()
-	s.b.msgs = append(s.b.msgs, s.cur)
-	s.b.mu.Unlock()
-	return nil
-}
-func (s *session) Reset()        { s.cur = received{} }
-func (s *session) Logout() error { return nil }
-
-// startServer runs a go-smtp server on loopback; with tlsConf it offers
-// STARTTLS.
-func startServer(t *testing.T, user, pass string, tlsConf *tls.Config) (*backend, string) {
-	t.Helper()
-	be := &backend{user: user, pass: pass}
-	srv := gosmtp.NewServer(be)
-	srv.Domain = "localhost"
-	srv.AllowInsecureAuth = true
-	srv.TLSConfig = tlsConf
-	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return be, l.Addr().String()
-}
 
 func selfSigned(t *testing.T) (*tls.Config, *x509.CertPool) {
 	t.Helper()
@@ -144,8 +64,8 @@ func parse(t *testing.T, raw []byte) (*mail.Message, string) {
 
 func TestSMTPDeliversWithAuthOverSTARTTLS(t *testing.T) {
 	tlsConf, pool := selfSigned(t)
-	be, addr := startServer(t, "mailer", "s3cret", tlsConf)
-	s, err := email.NewSMTP("smtp://mailer:s3cret@"+addr+"?starttls=required", pool)
+	srv := smtptest.Start(t, smtptest.WithAuth("mailer", "s3cret"), smtptest.WithSTARTTLS(tlsConf))
+	s, err := email.NewSMTP(srv.URL()+"?starttls=required", pool)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,19 +74,21 @@ func TestSMTPDeliversWithAuthOverSTARTTLS(t *testing.T) {
 	if err := s.Send(ctx, sample()); err != nil {
 		t.Fatal(err)
 	}
-	if len(be.msgs) != 1 {
-		t.Fatalf("%d messages", len(be.msgs))
+	msgs := srv.Deliveries()
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages", len(msgs))
 	}
-	got := be.msgs[0]
-	if got.from != "invoices@shiftflow.test" || got.to != "ap@client.test" || got.user != "mailer" || !got.tls {
+	got := msgs[0]
+	if got.From != "invoices@shiftflow.test" || len(got.To) != 1 || got.To[0] != "ap@client.test" || got.User != "mailer" || !got.TLS {
 		t.Fatalf("envelope %+v", got)
 	}
-	m, body := parse(t, got.data)
+	m, body := parse(t, got.Body)
 	dec := new(mime.WordDecoder)
 	if subj, _ := dec.DecodeHeader(m.Header.Get("Subject")); subj != sample().Subject {
 		t.Fatalf("subject %q", subj)
 	}
-	if m.Header.Get("Message-Id") != "<invoice-01J0TEST@shiftflow>" {
+	// The key at the sender's domain: the same on every send.
+	if m.Header.Get("Message-Id") != "<invoice-01J0TEST@shiftflow.test>" || srv.Count("<invoice-01J0TEST@shiftflow.test>") != 1 {
 		t.Fatalf("message id %q", m.Header.Get("Message-Id"))
 	}
 	if body != strings.ReplaceAll(sample().Text, "\n", "\r\n") {
@@ -176,16 +98,8 @@ func TestSMTPDeliversWithAuthOverSTARTTLS(t *testing.T) {
 
 func TestSMTPSDeliversOverImplicitTLS(t *testing.T) {
 	tlsConf, pool := selfSigned(t)
-	be := &backend{user: "mailer", pass: "s3cret"}
-	srv := gosmtp.NewServer(be)
-	srv.Domain = "localhost"
-	l, err := tls.Listen("tcp", "127.0.0.1:0", tlsConf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	s, err := email.NewSMTP("smtps://mailer:s3cret@"+l.Addr().String(), pool)
+	srv := smtptest.Start(t, smtptest.WithAuth("mailer", "s3cret"), smtptest.WithImplicitTLS(tlsConf))
+	s, err := email.NewSMTP(srv.URL(), pool)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,11 +108,11 @@ func TestSMTPSDeliversOverImplicitTLS(t *testing.T) {
 	if err := s.Send(ctx, sample()); err != nil {
 		t.Fatal(err)
 	}
-	if len(be.msgs) != 1 || !be.msgs[0].tls || be.msgs[0].user != "mailer" {
-		t.Fatalf("received %+v", be.msgs)
+	if msgs := srv.Deliveries(); len(msgs) != 1 || !msgs[0].TLS || msgs[0].User != "mailer" {
+		t.Fatalf("received %+v", msgs)
 	}
 	// A client that does not trust the certificate refuses to talk.
-	untrusted, _ := email.NewSMTP("smtps://mailer:s3cret@"+l.Addr().String(), x509.NewCertPool())
+	untrusted, _ := email.NewSMTP(srv.URL(), x509.NewCertPool())
 	if err := untrusted.Send(ctx, sample()); err == nil {
 		t.Fatal("sent to a server with an untrusted certificate")
 	}
@@ -207,7 +121,7 @@ func TestSMTPSDeliversOverImplicitTLS(t *testing.T) {
 func TestSMTPFailuresAreReported(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, plainAddr := startServer(t, "mailer", "s3cret", nil)
+	plainAddr := smtptest.Start(t, smtptest.WithAuth("mailer", "s3cret")).Addr()
 	cases := map[string]string{
 		"wrong password":                 "smtp://mailer:nope@" + plainAddr,
 		"STARTTLS required, not offered": "smtp://mailer:s3cret@" + plainAddr + "?starttls=required",
@@ -231,19 +145,32 @@ func TestSMTPFailuresAreReported(t *testing.T) {
 	}
 }
 
-func TestOutboxWritesOneFilePerMessage(t *testing.T) {
+func TestOutboxNeverOverwritesASecondSend(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "outbox")
 	o := email.NewOutbox(dir)
-	for i := 0; i < 3; i++ { // a retried job rewrites the same file
+	for i := 0; i < 3; i++ { // each send of the same message is its own file
 		if err := o.Send(context.Background(), sample()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	files, _ := filepath.Glob(filepath.Join(dir, "*"))
-	if len(files) != 1 || filepath.Base(files[0]) != "invoice-01J0TEST.eml" {
-		t.Fatalf("files %v", files)
+	// An aborted one leaves nothing.
+	p, err := o.Prepare(context.Background(), sample())
+	if err != nil {
+		t.Fatal(err)
 	}
-	raw, _ := os.ReadFile(files[0])
+	p.Abort()
+	files, _ := filepath.Glob(filepath.Join(dir, "*"))
+	all, _ := os.ReadDir(dir)
+	want := []string{"invoice-01J0TEST.2.eml", "invoice-01J0TEST.3.eml", "invoice-01J0TEST.eml"}
+	if len(files) != 3 || len(all) != 3 {
+		t.Fatalf("files %v (%d entries)", files, len(all))
+	}
+	for i, f := range files {
+		if filepath.Base(f) != want[i] {
+			t.Fatalf("files %v, want %v", files, want)
+		}
+	}
+	raw, _ := os.ReadFile(filepath.Join(dir, "invoice-01J0TEST.eml"))
 	m, body := parse(t, raw)
 	if m.Header.Get("To") != "ap@client.test" || !strings.Contains(body, "EUR 270.00") {
 		t.Fatalf("file content wrong: %s", raw)

@@ -231,7 +231,8 @@ func NewAuthRoutes(svc *auth.Service, authn *Authenticator, ip *ClientIP) *AuthR
 //	GET  /users/{id}   admin; one user of the organisation (404 otherwise)
 func (a *AuthRoutes) Register(mux *http.ServeMux) {
 	for _, rt := range a.Routes() {
-		mux.Handle(rt.Method+" "+rt.Path, rt.Handler)
+		// None of them takes a query parameter.
+		mux.Handle(rt.Method+" "+rt.Path, withQuery(nil, rt.Handler.ServeHTTP))
 	}
 }
 

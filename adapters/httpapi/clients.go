@@ -6,8 +6,8 @@ import (
 
 // ClientInput is the body of POST /clients.
 type ClientInput struct {
-	Name         string `json:"name"`
-	BillingEmail string `json:"billingEmail"`
+	Name         string `json:"name" required:"true"`
+	BillingEmail string `json:"billingEmail" required:"true"`
 }
 
 func (x *DomainRoutes) createClient(w http.ResponseWriter, r *http.Request) {
@@ -26,10 +26,6 @@ func (x *DomainRoutes) createClient(w http.ResponseWriter, r *http.Request) {
 }
 
 func (x *DomainRoutes) listClients(w http.ResponseWriter, r *http.Request) {
-	if err := onlyQuery(r); err != nil {
-		WriteError(w, r, err)
-		return
-	}
 	cs, err := x.d.Clients.List(r.Context(), orgOf(r))
 	if err != nil {
 		WriteError(w, r, err)

@@ -287,6 +287,11 @@ func matchObject(obj jsonObject, t reflect.Type, path string) error {
 			return err
 		}
 	}
+	for _, name := range requiredFields(t) {
+		if v, ok := obj[name]; !ok || v == nil {
+			return core.Invalid("%s is required", joinPath(path, name))
+		}
+	}
 	return nil
 }
 
@@ -322,6 +327,25 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 			name = f.Name
 		}
 		out[name] = f.Type
+	}
+	return out
+}
+
+// requiredFields are the JSON names of t's fields tagged required:"true":
+// a body that leaves one out is refused instead of taking the zero value
+// (a pricing table without taxRateBasisPoints is not a table at 0 % tax).
+func requiredFields(t reflect.Type) []string {
+	var out []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Tag.Get("required") != "true" {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" {
+			name = f.Name
+		}
+		out = append(out, name)
 	}
 	return out
 }

@@ -45,14 +45,23 @@ func TestStrictJSONRefusesWhatEncodingJSONLetsThrough(t *testing.T) {
 		{"start as a number", "/shifts", "application/json", shiftBody(func(b map[string]any) { b["start"] = 5 }), 400, "invalid", "start must be an RFC 3339 time such as"},
 		{"start in another layout", "/shifts", "application/json", shiftBody(func(b map[string]any) { b["start"] = "25/11/2026 08:00" }), 400, "invalid", "start must be an RFC 3339 time such as"},
 		{"body is an array", "/clients", "application/json", `[]`, 400, "invalid", "request body must be a JSON object"},
+		{"pricing without taxRateBasisPoints", "/pricing", "application/json", `{"currency":"EUR","roles":{"nurse":{"hourlyRate":3000}},"overtime":{"afterMinutes":480,"multiplierPercent":150}}`, 400, "invalid", "taxRateBasisPoints is required"},
+		{"pricing role without hourlyRate", "/pricing", "application/json", `{"currency":"EUR","taxRateBasisPoints":2000,"roles":{"nurse":{}},"overtime":{"afterMinutes":480,"multiplierPercent":150}}`, 400, "invalid", "roles.nurse.hourlyRate is required"},
+		{"pricing without overtime", "/pricing", "application/json", `{"currency":"EUR","taxRateBasisPoints":2000,"roles":{"nurse":{"hourlyRate":3000}}}`, 400, "invalid", "overtime is required"},
+		{"client with null name", "/clients", "application/json", `{"name":null,"billingEmail":"a@b.test"}`, 400, "invalid", "name is required"},
+		{"shift without end", "/shifts", "application/json", shiftBody(func(b map[string]any) { delete(b, "end") }), 400, "invalid", "end is required"},
 		{"breakMinutes beyond int64", "/shifts", "application/json", strings.Replace(shiftBody(nil), `"breakMinutes":30`, `"breakMinutes":1e30`, 1), 400, "invalid", "breakMinutes must be a whole number"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := a.counts()
-			req := httptest.NewRequest("POST", tc.path, bytes.NewBufferString(tc.body))
+			method, who := "POST", domScheduler
+			if tc.path == "/pricing" {
+				method, who = "PUT", domAdmin
+			}
+			req := httptest.NewRequest(method, tc.path, bytes.NewBufferString(tc.body))
 			req.Header.Set("Content-Type", tc.ctype)
-			tok, err := a.tokens.Issue(auth.Principal{UserID: "u-1", OrganizationID: domScheduler.org, Role: domScheduler.role})
+			tok, err := a.tokens.Issue(auth.Principal{UserID: "u-1", OrganizationID: who.org, Role: who.role})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -81,5 +90,88 @@ func TestStrictJSONRefusesWhatEncodingJSONLetsThrough(t *testing.T) {
 	a.must(201, domScheduler, "POST", "/shifts", domShiftBody(c, func(b map[string]any) { b["notes"] = "line one\nline two\tend" }), &s)
 	if s.Notes != "line one\nline two\tend" {
 		t.Fatalf("notes %q", s.Notes)
+	}
+}
+
+// Numbers and times are bounded by their meaning (issue 15 items 1 and 2):
+// a break that would overflow minutes × time.Minute, and times outside the
+// years 2000 to 2100, are 400s that name the field, on create, patch and
+// complete, and nothing is written.
+func TestNumbersAndTimesAreBoundedByTheirMeaning(t *testing.T) {
+	a := domNewApp(t)
+	c := a.seed(domAdmin)
+	var s shift.Shift
+	a.must(201, domScheduler, "POST", "/shifts", domShiftBody(c, nil), &s)
+	S := "/shifts/" + s.ID
+	huge := func(n string) func(map[string]any) {
+		return func(b map[string]any) { b["breakMinutes"] = json.Number(n) }
+	}
+	cases := []struct {
+		name, method, path string
+		body               any
+		mention            string
+	}{
+		{"create: break 10^12", "POST", "/shifts", domShiftBody(c, huge("1000000000000")), "breakMinutes"},
+		{"create: break 2^63-1", "POST", "/shifts", domShiftBody(c, huge("9223372036854775807")), "breakMinutes"},
+		{"create: year 9999", "POST", "/shifts", domShiftBody(c, func(b map[string]any) { b["start"], b["end"] = "9999-11-25T08:00:00Z", "9999-11-25T16:00:00Z" }), "start"},
+		{"create: year 0", "POST", "/shifts", domShiftBody(c, func(b map[string]any) { b["start"], b["end"] = "0000-11-25T08:00:00Z", "0000-11-25T16:00:00Z" }), "start"},
+		{"create: year 1999", "POST", "/shifts", domShiftBody(c, func(b map[string]any) { b["start"], b["end"] = "1999-12-31T08:00:00Z", "1999-12-31T16:00:00Z" }), "start"},
+		{"create: end in 2101", "POST", "/shifts", domShiftBody(c, func(b map[string]any) { b["start"], b["end"] = "2100-12-31T20:00:00Z", "2101-01-01T02:00:00Z" }), "end"},
+		{"create: UTC year beyond 9999", "POST", "/shifts", domShiftBody(c, func(b map[string]any) {
+			b["start"], b["end"] = "9999-12-31T23:00:00-05:00", "9999-12-31T23:30:00-05:00"
+		}), "start"},
+		{"create: workerId with a newline", "POST", "/shifts", domShiftBody(c, func(b map[string]any) { b["workerId"] = "w\n1" }), "workerId"},
+		{"patch: break 10^12", "PATCH", S, `{"breakMinutes":1000000000000}`, "breakMinutes"},
+		{"complete: break 2^63-1", "POST", S + "/complete", `{"breakMinutes":9223372036854775807}`, "breakMinutes"},
+		{"complete: actual end in 9999", "POST", S + "/complete", `{"actualEnd":"9999-11-25T16:00:00Z"}`, "end"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := a.counts()
+			code, raw := a.do(domScheduler, tc.method, tc.path, tc.body)
+			var body httpapi.ErrorBody
+			if code != 400 || json.Unmarshal(raw, &body) != nil || body.Error.Code != "invalid" {
+				t.Fatalf("status %d %s, want 400 invalid", code, raw)
+			}
+			if !strings.Contains(body.Error.Message, tc.mention) {
+				t.Errorf("message %q does not name %s", body.Error.Message, tc.mention)
+			}
+			if after := a.counts(); !reflect.DeepEqual(before, after) {
+				t.Fatalf("the request wrote something:\nbefore %v\nafter  %v", before, after)
+			}
+		})
+	}
+}
+
+// Every route refuses query parameters it does not take (issue 15 item 9):
+// a smuggled ?organizationId= on a create is a 400 and writes nothing.
+func TestEveryRouteRefusesUnknownQueryParameters(t *testing.T) {
+	a := domNewApp(t)
+	c := a.seed(domAdmin)
+	var s shift.Shift
+	a.must(201, domScheduler, "POST", "/shifts", domShiftBody(c, nil), &s)
+	for _, rt := range (&httpapi.DomainRoutes{}).Routes() {
+		t.Run(rt.Method+" "+rt.Path, func(t *testing.T) {
+			path := strings.ReplaceAll(rt.Path, "{id}", s.ID)
+			before := a.counts()
+			var body any
+			switch {
+			case rt.Path == "/clients" && rt.Method == "POST":
+				body = `{"name":"x","billingEmail":"a@b.test"}`
+			case rt.Path == "/shifts" && rt.Method == "POST":
+				body = domShiftBody(c, nil)
+			case rt.Method == "PUT" && rt.Path == "/pricing":
+				body = domIssueTable
+			case rt.Method == "PUT" && rt.Path == "/settings":
+				body = `{"timeZone":"UTC","currency":"EUR","invoiceTermsDays":1,"invoicePrefix":"I"}`
+			}
+			code, raw := a.do(domAdmin, rt.Method, path+"?organizationId=org-b", body)
+			if code != 400 || !strings.Contains(string(raw), "organizationId") {
+				t.Fatalf("status %d %s, want 400 naming the parameter", code, raw)
+			}
+			if after := a.counts(); !reflect.DeepEqual(before, after) {
+				t.Fatalf("the request wrote something:\nbefore %v\nafter  %v", before, after)
+			}
+		})
 	}
 }

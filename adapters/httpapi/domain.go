@@ -48,35 +48,39 @@ type DomainRoute struct {
 	Path       string
 	Permission auth.Permission
 	Handler    http.HandlerFunc
+	// Query lists the query parameters the route takes; any other is a
+	// 400 (a typo such as ?stauts= or a smuggled ?organizationId= is
+	// never silently ignored).
+	Query []string
 }
 
 // Routes lists every domain route (Register mounts exactly these).
 func (x *DomainRoutes) Routes() []DomainRoute {
 	return []DomainRoute{
-		{"POST", "/clients", auth.PermWriteClients, x.createClient},
-		{"GET", "/clients", auth.PermRead, x.listClients},
-		{"GET", "/clients/{id}", auth.PermRead, x.getClient},
-		{"POST", "/shifts", auth.PermWriteShifts, x.scheduleShift},
-		{"GET", "/shifts", auth.PermRead, x.listShifts},
-		{"GET", "/shifts/{id}", auth.PermRead, x.getShift},
-		{"PATCH", "/shifts/{id}", auth.PermWriteShifts, x.updateShift},
-		{"POST", "/shifts/{id}/complete", auth.PermWriteShifts, x.completeShift},
-		{"POST", "/shifts/{id}/cancel", auth.PermWriteShifts, x.cancelShift},
-		{"GET", "/shifts/{id}/timesheet", auth.PermRead, x.shiftTimesheet},
-		{"GET", "/shifts/{id}/invoice", auth.PermRead, x.shiftInvoice},
-		{"GET", "/timesheets", auth.PermRead, x.listTimesheets},
-		{"GET", "/invoices", auth.PermRead, x.listInvoices},
-		{"GET", "/pricing", auth.PermRead, x.getPricing},
-		{"PUT", "/pricing", auth.PermWritePricing, x.putPricing},
-		{"GET", "/settings", auth.PermRead, x.getSettings},
-		{"PUT", "/settings", auth.PermWriteSettings, x.putSettings},
+		{"POST", "/clients", auth.PermWriteClients, x.createClient, nil},
+		{"GET", "/clients", auth.PermRead, x.listClients, nil},
+		{"GET", "/clients/{id}", auth.PermRead, x.getClient, nil},
+		{"POST", "/shifts", auth.PermWriteShifts, x.scheduleShift, nil},
+		{"GET", "/shifts", auth.PermRead, x.listShifts, []string{"from", "to", "status"}},
+		{"GET", "/shifts/{id}", auth.PermRead, x.getShift, nil},
+		{"PATCH", "/shifts/{id}", auth.PermWriteShifts, x.updateShift, nil},
+		{"POST", "/shifts/{id}/complete", auth.PermWriteShifts, x.completeShift, nil},
+		{"POST", "/shifts/{id}/cancel", auth.PermWriteShifts, x.cancelShift, nil},
+		{"GET", "/shifts/{id}/timesheet", auth.PermRead, x.shiftTimesheet, nil},
+		{"GET", "/shifts/{id}/invoice", auth.PermRead, x.shiftInvoice, nil},
+		{"GET", "/timesheets", auth.PermRead, x.listTimesheets, []string{"from", "to"}},
+		{"GET", "/invoices", auth.PermRead, x.listInvoices, []string{"from", "to"}},
+		{"GET", "/pricing", auth.PermRead, x.getPricing, []string{"clientId"}},
+		{"PUT", "/pricing", auth.PermWritePricing, x.putPricing, []string{"clientId"}},
+		{"GET", "/settings", auth.PermRead, x.getSettings, nil},
+		{"PUT", "/settings", auth.PermWriteSettings, x.putSettings, nil},
 	}
 }
 
 // Register mounts the routes on mux, each behind the authenticator.
 func (x *DomainRoutes) Register(mux *http.ServeMux) {
 	for _, rt := range x.Routes() {
-		mux.Handle(rt.Method+" "+rt.Path, x.d.Auth.Require(rt.Permission, rt.Handler))
+		mux.Handle(rt.Method+" "+rt.Path, x.d.Auth.Require(rt.Permission, withQuery(rt.Query, rt.Handler)))
 	}
 }
 
@@ -92,6 +96,18 @@ func pathID(r *http.Request, what string) (string, error) {
 		return "", core.NotFound("%s %q not found", what, id)
 	}
 	return id, nil
+}
+
+// withQuery answers 400 before h runs when the request carries a query
+// parameter outside allowed (none when allowed is empty).
+func withQuery(allowed []string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := onlyQuery(r, allowed...); err != nil {
+			WriteError(w, r, err)
+			return
+		}
+		h(w, r)
+	}
 }
 
 // onlyQuery rejects query parameters the route does not know, so a typo

@@ -159,7 +159,7 @@ func domNewAppOn(t *testing.T, db *mongo.Database) *domApp {
 	a.sheets = timesheet.NewService(wtRepo, a.clients, a.prices, a.queue, nil)
 	a.invoices = invoice.NewWorker(invoice.Deps{Store: invRepo, Numbers: numbers, Shifts: a.shifts, WorkedTimes: a.sheets,
 		Pricing: a.prices, Settings: a.settings, Publisher: a.bus, Jobs: a.queue})
-	a.mailer = invoice.NewMailer(invRepo, email.NewOutbox(a.outbox), "invoices@shiftflow.test")
+	a.mailer = invoice.NewMailer(invRepo, mongodb.NewEmailRepo(db), email.NewOutbox(a.outbox), "invoices@shiftflow.test")
 	tokens, err := auth.NewHS256Tokens(bytes.Repeat([]byte("k"), 32), "shiftflow-test", time.Hour)
 	if err != nil {
 		t.Fatal(err)

@@ -10,9 +10,6 @@ import (
 
 // clientQuery returns ?clientId=, which selects a client's override.
 func clientQuery(r *http.Request) (string, error) {
-	if err := onlyQuery(r, "clientId"); err != nil {
-		return "", err
-	}
 	id := r.URL.Query().Get("clientId")
 	if id != "" && !ulid.Valid(id) {
 		return "", core.NotFound("client %q not found", id)

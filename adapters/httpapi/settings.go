@@ -16,10 +16,6 @@ type SettingsInput struct {
 }
 
 func (x *DomainRoutes) getSettings(w http.ResponseWriter, r *http.Request) {
-	if err := onlyQuery(r); err != nil {
-		WriteError(w, r, err)
-		return
-	}
 	s, err := x.d.Settings.Get(r.Context(), orgOf(r))
 	if err != nil {
 		WriteError(w, r, err)

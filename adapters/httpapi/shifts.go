@@ -9,11 +9,11 @@ import (
 
 // ShiftInput is the body of POST /shifts.
 type ShiftInput struct {
-	ClientID     string    `json:"clientId"`
-	WorkerID     string    `json:"workerId"`
-	Role         string    `json:"role"`
-	Start        time.Time `json:"start"`
-	End          time.Time `json:"end"`
+	ClientID     string    `json:"clientId" required:"true"`
+	WorkerID     string    `json:"workerId" required:"true"`
+	Role         string    `json:"role" required:"true"`
+	Start        time.Time `json:"start" required:"true"`
+	End          time.Time `json:"end" required:"true"`
 	BreakMinutes int       `json:"breakMinutes"`
 	Notes        string    `json:"notes"`
 }
@@ -52,10 +52,6 @@ func (x *DomainRoutes) scheduleShift(w http.ResponseWriter, r *http.Request) {
 }
 
 func (x *DomainRoutes) listShifts(w http.ResponseWriter, r *http.Request) {
-	if err := onlyQuery(r, "from", "to", "status"); err != nil {
-		WriteError(w, r, err)
-		return
-	}
 	from, to, err := queryRange(r)
 	if err != nil {
 		WriteError(w, r, err)

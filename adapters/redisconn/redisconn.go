@@ -160,6 +160,7 @@ func Connect(ctx context.Context, c config.Redis, logger *slog.Logger) (redis.Un
 		return nil, err
 	}
 	logger.Info("redis: ready", "addrs", strings.Join(c.Addrs, ","), "ms", time.Since(start).Milliseconds())
+	warnEviction(ctx, client, logger)
 	return client, nil
 }
 
@@ -197,6 +198,7 @@ func ConnectWait(ctx context.Context, c config.Redis, logger *slog.Logger) (redi
 		cancel()
 		if err == nil {
 			logger.Info("redis: ready", "addrs", strings.Join(c.Addrs, ","), "attempts", attempt, "ms", time.Since(start).Milliseconds())
+			warnEviction(ctx, client, logger)
 			return client, nil
 		}
 		err = Explain(c, err)
@@ -236,6 +238,58 @@ func retryable(err error) bool {
 func waitBackoff(attempt int) time.Duration {
 	d := min(200*time.Millisecond<<min(attempt-1, 10), MaxWaitBackoff)
 	return d - time.Duration(rand.Int64N(int64(d)/5+1))
+}
+
+// evictionCheckTimeout bounds the start-up check of the eviction policy.
+const evictionCheckTimeout = 3 * time.Second
+
+// warnEviction logs a warning for every server (each master of a cluster)
+// whose maxmemory-policy is not noeviction. Under any other policy Redis
+// deletes keys when memory is full — a pending job, a stream entry, a
+// de-duplication key — and the system silently loses work (docs/queue.md,
+// "Redis durability"). The policy is read from INFO memory, which managed
+// services allow where they refuse CONFIG GET. The check never fails a
+// connection: if the server does not say, that is logged at debug level.
+func warnEviction(ctx context.Context, client redis.UniversalClient, logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, evictionCheckTimeout)
+	defer cancel()
+	check := func(ctx context.Context, c *redis.Client) error {
+		addr := c.Options().Addr
+		info, err := c.Info(ctx, "memory").Result()
+		if err != nil {
+			logger.Debug("redis: could not read the eviction policy", "addr", addr, "err", err)
+			return nil
+		}
+		policy, ok := infoField(info, "maxmemory_policy")
+		if !ok {
+			logger.Debug("redis: the server does not report its eviction policy", "addr", addr)
+			return nil
+		}
+		if policy != "noeviction" {
+			logger.Warn("redis: maxmemory-policy is not noeviction; when memory is full the server deletes keys and jobs, events and de-duplication keys are lost. Set maxmemory-policy noeviction (see docs/queue.md, Redis durability)",
+				"addr", addr, "maxmemoryPolicy", policy)
+		}
+		return nil
+	}
+	switch cc := client.(type) {
+	case *redis.ClusterClient:
+		if err := cc.ForEachMaster(ctx, check); err != nil {
+			logger.Debug("redis: could not check the eviction policy of every master", "err", err)
+		}
+	case *redis.Client:
+		_ = check(ctx, cc)
+	}
+}
+
+// infoField returns field name of an INFO reply ("name:value" lines).
+func infoField(info, name string) (string, bool) {
+	for _, line := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && k == name {
+			return v, true
+		}
+	}
+	return "", false
 }
 
 func sourceVars(c config.Redis) string {

@@ -272,3 +272,54 @@ func TestConnectWaitRetriesUntilTheContextEnds(t *testing.T) {
 		t.Fatalf("%d attempts logged, want several:\n%s", n, logs.String())
 	}
 }
+
+// Issue 9, item 14: a server that may evict keys (any maxmemory-policy but
+// noeviction) silently loses jobs and events; the start-up says so.
+func TestEvictionPolicyWarning(t *testing.T) {
+	const msg = "redis: maxmemory-policy is not noeviction"
+	t.Run("evicting server is warned about, naming its policy", func(t *testing.T) {
+		srv := testenv.StartRedisServer(t, "--maxmemory-policy", "allkeys-lru")
+		var logs syncBuffer
+		if _, err := connect(t, load(t, map[string]string{"REDIS_URL": "redis://" + srv.Addr}), &logs); err != nil {
+			t.Fatal(err)
+		}
+		out := logs.String()
+		if !strings.Contains(out, msg) || !strings.Contains(out, `"maxmemoryPolicy":"allkeys-lru"`) || !strings.Contains(out, `"level":"WARN"`) {
+			t.Fatalf("no eviction warning naming allkeys-lru:\n%s", out)
+		}
+	})
+	t.Run("noeviction server is not", func(t *testing.T) {
+		srv := testenv.StartRedisServer(t, "--maxmemory-policy", "noeviction")
+		var logs syncBuffer
+		if _, err := connect(t, load(t, map[string]string{"REDIS_URL": "redis://" + srv.Addr}), &logs); err != nil {
+			t.Fatal(err)
+		}
+		if out := logs.String(); strings.Contains(out, msg) {
+			t.Fatalf("warned about noeviction:\n%s", out)
+		}
+	})
+	t.Run("cluster: each master is checked", func(t *testing.T) {
+		addrs := strings.Split(testenv.Need(t, testenv.VarRedisCluster), ",")
+		var logs syncBuffer
+		c, err := connect(t, load(t, map[string]string{"REDIS_URL": "redis://" + addrs[0], "REDIS_CLUSTER": "true"}), &logs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The shared cluster's policy is not ours to set: compare with
+		// what its masters say.
+		evicting := 0
+		err = c.(*redis.ClusterClient).ForEachMaster(context.Background(), func(ctx context.Context, m *redis.Client) error {
+			info, err := m.Info(ctx, "memory").Result()
+			if p, _ := infoField(info, "maxmemory_policy"); p != "noeviction" {
+				evicting++
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Count(logs.String(), msg); got != evicting {
+			t.Fatalf("%d warnings, want %d (one per evicting master):\n%s", got, evicting, logs.String())
+		}
+	})
+}

@@ -30,10 +30,19 @@ type BusOptions struct {
 	// acknowledged them (default 7 days; negative: no age rule).
 	MaxAge time.Duration
 	// MaxLen is the hard length cap: beyond it the oldest entries are
-	// trimmed even if a subscription has not processed them, and that
+	// trimmed even if a subscription has not been delivered them, and that
 	// subscription's next drain reports how many it lost (default
-	// 1,000,000; negative: no cap).
+	// 1,000,000; negative: no cap). The cap never trims an entry a
+	// consumer still holds (see HeldGrace), nor any entry after it.
 	MaxLen int64
+	// HeldGrace is how long the length cap spares an entry delivered to a
+	// consumer and not yet acknowledged since its lease was last extended
+	// (default 1h). A live consumer extends every HeartbeatInterval, so
+	// what it holds is never trimmed; an entry whose consumer died is
+	// spared this long for a drain to reclaim it, after which the cap may
+	// trim it (the reclaim then counts it lost), so an abandoned
+	// subscription cannot hold the stream's memory for ever.
+	HeldGrace time.Duration
 	// RetentionInterval is how often this process applies retention,
 	// from Publish and from subscription drains (default 1m).
 	RetentionInterval time.Duration
@@ -107,6 +116,9 @@ func NewBus(client redis.UniversalClient, opts BusOptions) *Bus {
 	}
 	if opts.RetentionInterval <= 0 {
 		opts.RetentionInterval = time.Minute
+	}
+	if opts.HeldGrace <= 0 {
+		opts.HeldGrace = time.Hour
 	}
 	if opts.DeadLetterMaxLen == 0 {
 		opts.DeadLetterMaxLen = 100_000
@@ -269,21 +281,34 @@ func (b *Bus) maybeTrim(ctx context.Context) {
 	}
 	// One script call (at most 10,000 entries capped): a publisher must
 	// not wait for a big backlog to be trimmed; the next run goes on.
-	if _, _, err := b.trimOnce(ctx); err != nil {
+	if _, err := b.trimOnce(ctx); err != nil {
 		b.opt.Logger.Warn("event stream retention failed", "err", err)
 	}
 }
 
 const trimChunk = 10_000
 
-func (b *Bus) trimOnce(ctx context.Context) (aged, capped int64, err error) {
+func (b *Bus) trimOnce(ctx context.Context) (TrimResult, error) {
 	maxAge := max(b.opt.MaxAge.Milliseconds(), 0)
 	maxLen := max(b.opt.MaxLen, 0)
-	v, err := trimScript.Run(ctx, b.client, []string{b.keys.stream, b.keys.lost}, maxAge, maxLen, trimChunk).Int64Slice()
-	if err != nil {
-		return 0, 0, fmt.Errorf("trim event stream: %w", err)
+	v, err := trimScript.Run(ctx, b.client, []string{b.keys.stream, b.keys.lost},
+		maxAge, maxLen, trimChunk, b.opt.HeldGrace.Milliseconds()).Slice()
+	if err != nil || len(v) < 3 {
+		return TrimResult{}, fmt.Errorf("trim event stream: %w", err)
 	}
-	return v[0], v[1], nil
+	n := func(x any) int64 { i, _ := x.(int64); return i }
+	res := TrimResult{Aged: n(v[0]), Capped: n(v[1]), Held: n(v[2])}
+	// The loss itself is reported by the subscription's next drain; the
+	// ids are only known here, so that it can be traced (and its effects
+	// reconciled from MongoDB, docs/design.md#11).
+	for i := 3; i+3 < len(v); i += 4 {
+		group, _ := v[i].(string)
+		first, _ := v[i+2].(string)
+		last, _ := v[i+3].(string)
+		b.opt.Logger.Error("event stream length cap removed entries a subscription had not been delivered",
+			"stream", b.keys.stream, "subscription", group, "lost", n(v[i+1]), "firstId", first, "lastId", last)
+	}
+	return res, nil
 }
 
 // TrimResult says what one retention run removed.
@@ -292,9 +317,12 @@ type TrimResult struct {
 	// acknowledged by every group).
 	Aged int64
 	// Capped is how many entries the length cap removed; those some
-	// group had not processed are counted against it and reported by its
-	// next drain as DrainSummary.Lost.
+	// group had not been delivered are counted against it, reported by
+	// its next drain as DrainSummary.Lost and logged with their id range.
 	Capped int64
+	// Held is how many entries beyond MaxLen the cap left because a
+	// consumer holds them or one before them (see BusOptions.HeldGrace).
+	Held int64
 }
 
 // trimScript applies retention to the event stream (docs/queue.md,
@@ -302,15 +330,18 @@ type TrimResult struct {
 // age cutoff, and for every group its oldest pending entry and the first
 // entry it has not been delivered, so it never removes an entry some group
 // still needs. The length cap then removes the oldest entries beyond
-// MaxLen, exactly, and counts for each group those it had not been
-// delivered. (A removed entry that was pending stays in the group's list:
-// a live consumer still finishes it; if its consumer died, the reclaim
-// finds it gone and counts it then.)
+// MaxLen, but never one at or after the oldest entry a consumer holds
+// (pending, lease extended within the grace): trimming it would make the
+// next lease extension (XCLAIM … JUSTID) drop it from the pending list and
+// cancel a live handler as "lease lost". For each group it counts the
+// removed entries the group had not been delivered, and returns their id
+// range. (A pending entry older than the grace, whose consumer died, may
+// be removed; the reclaim finds it gone and counts it lost then.)
 //
 // KEYS[1] event stream, KEYS[2] lost hash
 // ARGV[1] max age ms (0: no age rule), ARGV[2] max length (0: no cap),
-// ARGV[3] most entries the cap removes per call
-// Returns {aged, capped}.
+// ARGV[3] most entries the cap removes per call, ARGV[4] held grace ms
+// Returns {aged, capped, held, then per group that lost entries: name, count, first id, last id}.
 var trimScript = redis.NewScript(`
 local function parse(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
@@ -323,10 +354,23 @@ local function less(a, b)
   if am ~= bm then return am < bm end
   return as < bs
 end
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
+-- The oldest entry a consumer of group still holds, or nil. Entries whose
+-- lease was not extended within the grace do not count; if the first 100
+-- pending are all such, the 100th is taken (never trim what was not seen).
+local function held(name, grace)
+  local p = redis.call('XPENDING', KEYS[1], name, '-', '+', 100)
+  for _, e in ipairs(p) do
+    if tonumber(e[3]) < grace then return e[1] end
+  end
+  if #p == 100 then return p[100][1] end
+  return nil
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0, 0} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local grace = tonumber(ARGV[4])
 local bounds = {}
+local heldmin = nil
 for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
   local name, last
   for i = 1, #g, 2 do
@@ -336,7 +380,11 @@ for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
   local undelivered = string.format('%d-%d', ms, seq + 1)
   local b = undelivered
   local p = redis.call('XPENDING', KEYS[1], name)
-  if tonumber(p[1]) > 0 and less(p[2], b) then b = p[2] end
+  if tonumber(p[1]) > 0 then
+    if less(p[2], b) then b = p[2] end
+    local h = held(name, grace)
+    if h and (heldmin == nil or less(h, heldmin)) then heldmin = h end
+  end
   bounds[#bounds + 1] = {name, b, undelivered}
 end
 local aged = 0
@@ -348,24 +396,45 @@ if maxage > 0 then
   end
   aged = redis.call('XTRIM', KEYS[1], 'MINID', minid)
 end
-local capped = 0
+local capped, spared = 0, 0
+local out = {}
 local maxlen = tonumber(ARGV[2])
 if maxlen > 0 then
   local excess = redis.call('XLEN', KEYS[1]) - maxlen
   if excess > 0 then
     if excess > tonumber(ARGV[3]) then excess = tonumber(ARGV[3]) end
     local r = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess + 1)
-    for _, gb in ipairs(bounds) do
-      local lost = 0
-      for i = 1, excess do
-        if not less(r[i][1], gb[3]) then lost = lost + 1 end
-      end
-      if lost > 0 then redis.call('HINCRBY', KEYS[2], gb[1], lost) end
+    -- k: how many of the oldest may go (all before the first held one).
+    local k = excess
+    if heldmin then
+      k = 0
+      while k < excess and less(r[k + 1][1], heldmin) do k = k + 1 end
     end
-    capped = redis.call('XTRIM', KEYS[1], 'MINID', r[excess + 1][1])
+    spared = excess - k
+    if k > 0 then
+      for _, gb in ipairs(bounds) do
+        local lost, first = 0, nil
+        for i = 1, k do
+          if not less(r[i][1], gb[3]) then
+            lost = lost + 1
+            if not first then first = r[i][1] end
+          end
+        end
+        if lost > 0 then
+          redis.call('HINCRBY', KEYS[2], gb[1], lost)
+          out[#out + 1] = gb[1]
+          out[#out + 1] = lost
+          out[#out + 1] = first
+          out[#out + 1] = r[k][1]
+        end
+      end
+      capped = redis.call('XTRIM', KEYS[1], 'MINID', r[k + 1][1])
+    end
   end
 end
-return {aged, capped}
+local res = {aged, capped, spared}
+for _, v in ipairs(out) do res[#res + 1] = v end
+return res
 `)
 
 // Trim applies retention now. Drains and Publish call it every
@@ -373,13 +442,14 @@ return {aged, capped}
 func (b *Bus) Trim(ctx context.Context) (TrimResult, error) {
 	var res TrimResult
 	for {
-		aged, capped, err := b.trimOnce(ctx)
+		r, err := b.trimOnce(ctx)
 		if err != nil {
 			return res, err
 		}
-		res.Aged += aged
-		res.Capped += capped
-		if capped < trimChunk {
+		res.Aged += r.Aged
+		res.Capped += r.Capped
+		res.Held = r.Held
+		if r.Capped < trimChunk {
 			return res, nil
 		}
 	}

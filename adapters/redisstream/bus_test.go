@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -325,15 +326,26 @@ func TestBusContract(t *testing.T) {
 
 		t.Run("LengthCapTrimsAndTheSubscriberIsToldWhatItLost", func(t *testing.T) {
 			b := newBus(BusOptions{MaxAge: -1, MaxLen: 5, RetentionInterval: time.Hour})
+			var logs logRecorder
+			b.opt.Logger = slog.New(&logs)
 			var r recorder
 			s, _ := b.SubscribeDurable([]string{"*"}, "behind", r.handle, subOpts())
 			drain(t, s, 5*time.Second)
 			for range 12 {
 				publish(t, b, "x.y", nil)
 			}
+			all, _ := tg.client.XRange(ctx, b.keys.stream, "-", "+").Result()
 			res, err := b.Trim(ctx)
 			if err != nil || res.Capped != 7 || streamLen(b) != 5 {
 				t.Fatalf("cap %+v %v len %d", res, err, streamLen(b))
+			}
+			// The lost entries are logged with their id range.
+			const msg = "event stream length cap removed entries a subscription had not been delivered"
+			first, _ := logs.attr(msg, "firstId")
+			last, _ := logs.attr(msg, "lastId")
+			lost, _ := logs.attr(msg, "lost")
+			if len(all) != 12 || first.String() != all[0].ID || last.String() != all[6].ID || lost.Int64() != 7 {
+				t.Fatalf("loss logged as %v..%v (%v), want %s..%s (7)", first, last, lost, all[0].ID, all[6].ID)
 			}
 			sum := drain(t, s, 5*time.Second)
 			if sum.Lost != 7 || sum.Processed != 5 {
@@ -344,10 +356,7 @@ func TestBusContract(t *testing.T) {
 			}
 		})
 
-		t.Run("PendingEntryTrimmedUnderACrashedConsumerIsReportedLost", func(t *testing.T) {
-			if !tg.real {
-				t.Skip("miniredis does not report deleted pending entries (XAUTOCLAIM's third reply)")
-			}
+		t.Run("PendingEntryOfACrashedConsumerIsSparedThenReclaimed", func(t *testing.T) {
 			b := newBus(BusOptions{MaxAge: -1, MaxLen: 2, RetentionInterval: time.Hour})
 			var r recorder
 			o := subOpts()
@@ -359,15 +368,111 @@ func TestBusContract(t *testing.T) {
 			for range 3 {
 				publish(t, b, "x.y", nil)
 			}
+			// Entry 1 is held (within HeldGrace): the cap stops before it.
+			if res, err := b.Trim(ctx); err != nil || res.Capped != 0 || res.Held != 2 {
+				t.Fatalf("trim %+v %v: want nothing capped, 2 held back", res, err)
+			}
+			time.Sleep(400 * time.Millisecond)
+			sum := drain(t, s, 5*time.Second)
+			if sum.Lost != 0 || r.n() != 4 {
+				t.Fatalf("summary %+v, handled %d: want all 4 handled, none lost", sum, r.n())
+			}
+			if res, err := b.Trim(ctx); err != nil || res.Capped != 2 {
+				t.Fatalf("trim after the reclaim %+v %v: want 2 capped", res, err)
+			}
+		})
+
+		t.Run("PendingEntryTrimmedPastItsGraceIsReportedLost", func(t *testing.T) {
+			if !tg.real {
+				t.Skip("miniredis does not report deleted pending entries (XAUTOCLAIM's third reply)")
+			}
+			b := newBus(BusOptions{MaxAge: -1, MaxLen: 2, RetentionInterval: time.Hour, HeldGrace: 100 * time.Millisecond})
+			var r recorder
+			o := subOpts()
+			o.VisibilityTimeout = 300 * time.Millisecond
+			s, _ := b.SubscribeDurable([]string{"*"}, "victim", r.handle, o)
+			drain(t, s, 5*time.Second)
+			publish(t, b, "x.y", nil)
+			crashWorker(t, tg.client, b.keys.stream, "victim") // entry 1 pending, its consumer dead
+			for range 3 {
+				publish(t, b, "x.y", nil)
+			}
+			time.Sleep(400 * time.Millisecond) // past the grace and the visibility timeout
 			if res, err := b.Trim(ctx); err != nil || res.Capped != 2 {
 				t.Fatalf("trim %+v %v", res, err)
 			}
-			time.Sleep(400 * time.Millisecond)
 			sum := drain(t, s, 5*time.Second)
 			// Entry 2 was never delivered (counted at trim time); entry 1
 			// was pending under the dead consumer (counted by the reclaim).
 			if sum.Lost != 2 || sum.Processed != 2 {
 				t.Fatalf("summary %+v: want 2 lost, 2 processed", sum)
+			}
+		})
+
+		// Issue 9, item 5: the cap trimmed an entry a live handler was
+		// running; the next lease extension dropped it from the pending
+		// list and the handler was cancelled as "lease lost", its result
+		// dropped.
+		t.Run("LengthCapNeverTrimsWhatALiveConsumerHolds", func(t *testing.T) {
+			if !tg.real {
+				t.Skip("miniredis keeps a trimmed entry's lease (XCLAIM JUSTID does not drop it)")
+			}
+			b := newBus(BusOptions{MaxAge: -1, MaxLen: 2, RetentionInterval: time.Hour})
+			o := subOpts()
+			o.Concurrency, o.Prefetch = 1, -1
+			o.VisibilityTimeout = 600 * time.Millisecond // heartbeat every 200ms
+			o.HandlerTimeout = 10 * time.Second
+			started, release := make(chan string, 10), make(chan struct{})
+			var cancelled atomic.Value
+			var done recorder
+			s, _ := b.SubscribeDurable([]string{"*"}, "holder", func(ctx context.Context, e event.Event) error {
+				if e.Type == "hold" {
+					started <- e.ID
+					select {
+					case <-release:
+					case <-ctx.Done():
+						cancelled.Store(context.Cause(ctx).Error())
+						return ctx.Err()
+					}
+				}
+				return done.handle(ctx, e)
+			}, o)
+			publish(t, b, "x.y", nil) // e0: processed first, then trimmable
+			drain(t, s, 5*time.Second)
+			publish(t, b, "hold", nil) // e1: held by the running handler
+			sumc := make(chan event.DrainSummary, 1)
+			go func() { sumc <- drain(t, s, 20*time.Second) }()
+			held := <-started
+			for range 4 {
+				publish(t, b, "x.y", nil) // e2..e5: undelivered (no prefetch)
+			}
+			res, err := b.Trim(ctx)
+			if err != nil || res.Capped != 1 || res.Held != 3 {
+				t.Fatalf("trim %+v %v: want only e0 capped and 3 held back", res, err)
+			}
+			if n, _ := tg.client.XLen(ctx, b.keys.stream).Result(); n != 5 {
+				t.Fatalf("stream length %d after the cap, want 5 (the held entry and after)", n)
+			}
+			time.Sleep(800 * time.Millisecond) // several lease extensions
+			close(release)
+			<-sumc
+			if c := cancelled.Load(); c != nil {
+				t.Fatalf("held handler was cancelled: %v", c)
+			}
+			drain(t, s, 10*time.Second)
+			done.mu.Lock()
+			ids := append([]string(nil), done.ids...)
+			done.mu.Unlock()
+			if len(ids) != 6 || ids[1] != held {
+				t.Fatalf("handled %v: want e0, the held e1 once, then e2..e5", ids)
+			}
+			for _, id := range ids[2:] {
+				if id == held {
+					t.Fatalf("held event handled twice: %v", ids)
+				}
+			}
+			if p, _ := tg.client.XPending(ctx, b.keys.stream, "holder").Result(); p.Count != 0 {
+				t.Fatalf("%d entries still pending", p.Count)
 			}
 		})
 
@@ -427,4 +532,39 @@ func firstID(t *testing.T, c redis.UniversalClient, stream string) string {
 		t.Fatalf("first entry: %v %v", m, err)
 	}
 	return m[0].ID
+}
+
+// docs/queue.md wires a durable subscription with only Attempts set and a
+// bus without Subscription defaults; both must take the default backoff
+// (issue 9, item 9: they were refused with `backoff type ""`).
+func TestDurableSubscriptionWithoutBackoffTakesTheDefault(t *testing.T) {
+	eachTarget(t, func(t *testing.T, tg target) {
+		// Only timings are set (short, for the test); Backoff stays zero.
+		b := NewBus(tg.client, BusOptions{Prefix: tg.prefix, Stream: testenv.Unique("ev"), Logger: quiet,
+			Subscription: SubscribeOptions{ConsumerOptions: fastOpts()}})
+		var r recorder
+		s, err := b.SubscribeDurable([]string{"x.y"}, "no-backoff", r.handle, SubscribeOptions{ConsumerOptions: fastOpts(), Attempts: 5})
+		if err != nil {
+			t.Fatalf("SubscribeDurable without Backoff: %v", err)
+		}
+		if got := s.e.lane.(*eventLane).backoff; got != defaultEventBackoff {
+			t.Fatalf("backoff %+v, want the default %+v", got, defaultEventBackoff)
+		}
+		d, err := b.Subscribe([]string{"x.y"}, "via-subscribe", r.handle, event.Durable)
+		if err != nil {
+			t.Fatalf("Subscribe(Durable) on a bus without Subscription defaults: %v", err)
+		}
+		publish(t, b, "x.y", nil)
+		drain(t, s, 10*time.Second)
+		drain(t, d, 10*time.Second)
+		if r.n() != 2 {
+			t.Fatalf("handled %d, want 2", r.n())
+		}
+		// A bad bus-wide default is still refused, naming where it is.
+		bad := NewBus(tg.client, BusOptions{Prefix: tg.prefix, Stream: testenv.Unique("ev"), Logger: quiet,
+			Subscription: SubscribeOptions{Backoff: job.Backoff{Type: "linear"}}})
+		if _, err := bad.SubscribeDurable([]string{"x.y"}, "bad", r.handle, SubscribeOptions{}); core.ErrorCode(err) != core.EInvalid {
+			t.Fatalf("bad default backoff: %v", err)
+		}
+	})
 }

@@ -15,6 +15,7 @@ import (
 //	job queue "q" (tag {q}):
 //	  <p>:q:{q}:stream        ready jobs: a stream with consumer group "workers"
 //	  <p>:q:{q}:job:<id>      job hash: data, options, state, attempts, error, times
+//	  <p>:q:{q}:dedup:<id>    string with a TTL: the id was added within the de-duplication window
 //	  <p>:q:{q}:delayed       zset id -> due ms (delayed jobs and retries in backoff)
 //	  <p>:q:{q}:completed     list of kept completed job ids, newest first
 //	  <p>:q:{q}:failed        zset id -> fail ms (dead-lettered jobs)
@@ -44,21 +45,28 @@ type queueKeys struct {
 	stream, delayed, completed, failed string
 	pruned                             string
 	jobPrefix                          string // + job id
+	dedupPrefix                        string // + job id
 }
 
 func newQueueKeys(prefix, queue string) queueKeys {
 	base := prefix + ":q:{" + queue + "}:"
 	return queueKeys{
-		stream:    base + "stream",
-		delayed:   base + "delayed",
-		completed: base + "completed",
-		failed:    base + "failed",
-		pruned:    base + "pruned",
-		jobPrefix: base + "job:",
+		stream:      base + "stream",
+		delayed:     base + "delayed",
+		completed:   base + "completed",
+		failed:      base + "failed",
+		pruned:      base + "pruned",
+		jobPrefix:   base + "job:",
+		dedupPrefix: base + "dedup:",
 	}
 }
 
 func (k queueKeys) job(id string) string { return k.jobPrefix + id }
+
+// dedup is the key that remembers a caller-chosen job id for the
+// de-duplication window, after the job hash is gone (docs/design.md,
+// "De-duplication and retention").
+func (k queueKeys) dedup(id string) string { return k.dedupPrefix + id }
 
 type streamKeys struct {
 	stream, lost string

@@ -26,8 +26,31 @@ type QueueOptions struct {
 	// cap 10m, with jitter).
 	Backoff job.Backoff
 	// KeepCompleted is how many completed jobs a queue keeps for
-	// inspection and de-duplication (default 100; negative keeps none).
+	// inspection (default 100; negative keeps none). It no longer bounds
+	// de-duplication (DedupWindow does). Retention trims the completed
+	// list to it in a maintenance step (see RetentionInterval), so the
+	// list can briefly hold more.
 	KeepCompleted int
+	// CompletedMaxAge removes kept completed jobs older than this
+	// (default 7 days; negative: no age limit).
+	CompletedMaxAge time.Duration
+	// KeepFailed is how many failed (dead-lettered) jobs a queue keeps,
+	// the most recently failed ones (default 10,000 as asynq's archive;
+	// negative: no count limit).
+	KeepFailed int
+	// FailedMaxAge removes failed jobs that failed longer ago than this
+	// (default 90 days as asynq's archive; negative: no age limit).
+	FailedMaxAge time.Duration
+	// DedupWindow is how long after Add a caller-chosen job id keeps
+	// de-duplicating, whatever happened to the job meanwhile (completed
+	// and trimmed, failed and removed by retention): adding the id again
+	// within the window adds nothing (default 7 days; negative: only
+	// while the job exists). Per job: job.Options.DedupWindow.
+	DedupWindow time.Duration
+	// RetentionInterval is how often each worker applies the age rules
+	// and the failed count (default 1m); the completed count is checked
+	// every second while a worker runs.
+	RetentionInterval time.Duration
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -56,6 +79,21 @@ func NewQueues(client redis.UniversalClient, opts QueueOptions) *Queues {
 	opts.Backoff, _ = normBackoff(opts.Backoff, defaultJobBackoff)
 	if opts.KeepCompleted == 0 {
 		opts.KeepCompleted = 100
+	}
+	if opts.CompletedMaxAge == 0 {
+		opts.CompletedMaxAge = 7 * 24 * time.Hour
+	}
+	if opts.KeepFailed == 0 {
+		opts.KeepFailed = 10_000
+	}
+	if opts.FailedMaxAge == 0 {
+		opts.FailedMaxAge = 90 * 24 * time.Hour
+	}
+	if opts.DedupWindow == 0 {
+		opts.DedupWindow = 7 * 24 * time.Hour
+	}
+	if opts.RetentionInterval <= 0 {
+		opts.RetentionInterval = time.Minute
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -98,21 +136,29 @@ local function maxattempts(hk)
 end
 `
 
-// addScript adds a job unless its id exists (de-duplication), either to
-// the stream (ready) or to the delayed set. Due times use Redis's clock,
-// so producers with skewed clocks agree on them.
+// addScript adds a job unless its id exists or was added within the
+// de-duplication window (the dedup key outlives the job hash, which
+// retention may trim long before), either to the stream (ready) or to the
+// delayed set. Due times use Redis's clock, so producers with skewed
+// clocks agree on them.
 //
 // KEYS[1] job hash
 // KEYS[2] stream
 // KEYS[3] delayed zset
+// KEYS[4] dedup key of the id
 // ARGV[1] job id
 // ARGV[2] record: max attempts, backoff, created ms, correlation id, name, data (0x1f-separated)
 // ARGV[3] keep completed (<= 0: keep none)
 // ARGV[4] delay ms
+// ARGV[5] de-duplication window ms (0: none beyond the job hash)
 // Returns 1 if added, 0 if the id existed.
 var addScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1], KEYS[4]) > 0 then return 0 end
 local delay = tonumber(ARGV[4])
+local window = tonumber(ARGV[5])
+-- The window counts from the due time, so a delayed job's id is kept as
+-- long after it became due as an immediate one's.
+if window > 0 then redis.call('SET', KEYS[4], '1', 'PX', window + delay) end
 if delay > 0 then
   local t = redis.call('TIME')
   redis.call('ZADD', KEYS[3], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + delay, ARGV[1])
@@ -164,8 +210,10 @@ func parseJobFields(j string) (jobFields, bool) {
 
 // Add enqueues a job and returns its id. With opts.JobID set, adding an id
 // that exists (waiting, delayed, active, failed, or completed and still
-// kept) returns that id and changes nothing. Errors: core.EInvalid for bad
-// input, core.EUnavailable when Redis fails.
+// kept) or that was added within the de-duplication window
+// (QueueOptions.DedupWindow, job.Options.DedupWindow) returns that id and
+// changes nothing. Errors: core.EInvalid for bad input, core.EUnavailable
+// when Redis fails.
 func (q *Queues) Add(ctx context.Context, queue, name string, data any, opts job.Options) (string, error) {
 	k, err := q.keys(queue)
 	if err != nil {
@@ -208,16 +256,33 @@ func (q *Queues) Add(ctx context.Context, queue, name string, data any, opts job
 	if keep < 0 {
 		keep = 0
 	}
+	window := q.dedupWindow(opts)
+	if opts.JobID == "" {
+		window = 0 // a generated id cannot come again: no key to remember it
+	}
 	delay := opts.Delay.Milliseconds()
 	if opts.Delay > 0 && delay == 0 {
 		delay = 1
 	}
 	rec := jobRecord(attempts, bo, time.Now(), opts.CorrelationID, name, raw)
-	err = addScript.Run(ctx, q.client, []string{k.job(id), k.stream, k.delayed}, id, rec, keep, delay).Err()
+	err = addScript.Run(ctx, q.client, []string{k.job(id), k.stream, k.delayed, k.dedup(id)}, id, rec, keep, delay, window).Err()
 	if err != nil {
 		return "", unavailable("add job to "+queue, err)
 	}
 	return id, nil
+}
+
+// dedupWindow is the de-duplication window of one Add in milliseconds
+// (0: none beyond the job hash).
+func (q *Queues) dedupWindow(opts job.Options) int64 {
+	w := opts.DedupWindow
+	if w == 0 {
+		w = q.opt.DedupWindow
+	}
+	if w <= 0 {
+		return 0
+	}
+	return max(w.Milliseconds(), 1)
 }
 
 func jobData(data any) (json.RawMessage, error) {
@@ -341,24 +406,6 @@ func jobFromHash(queue, id string, h map[string]string) *job.Job {
 	}
 }
 
-// listScript lists failed or completed jobs, newest first.
-//
-// KEYS[1] failed zset or completed list
-// ARGV[1] job hash key prefix, ARGV[2] offset, ARGV[3] limit, ARGV[4] "zset" or "list"
-// Returns {id, hash, id, hash, ...}.
-var listScript = redis.NewScript(`
-local from, to = tonumber(ARGV[2]), tonumber(ARGV[2]) + tonumber(ARGV[3]) - 1
-local ids
-if ARGV[4] == 'zset' then ids = redis.call('ZREVRANGE', KEYS[1], from, to)
-else ids = redis.call('LRANGE', KEYS[1], from, to) end
-local out = {}
-for _, id in ipairs(ids) do
-  out[#out + 1] = id
-  out[#out + 1] = redis.call('HGETALL', ARGV[1] .. id)
-end
-return out
-`)
-
 // ListFailed returns failed (dead-lettered) jobs, most recently failed
 // first, with their last error, attempts and times.
 func (q *Queues) ListFailed(ctx context.Context, queue string, offset, limit int) ([]job.Job, error) {
@@ -381,18 +428,32 @@ func (q *Queues) list(ctx context.Context, queue string, failed bool, offset, li
 	if limit == 0 {
 		limit = 100
 	}
-	set, kind := k.completed, "list"
+	// The ids first, then their hashes in one pipeline (each key named by
+	// the caller, docs/design.md#5); a job removed in between is skipped.
+	from, to := int64(offset), int64(offset+limit-1)
+	var ids []string
 	if failed {
-		set, kind = k.failed, "zset"
+		ids, err = q.client.ZRevRange(ctx, k.failed, from, to).Result()
+	} else {
+		ids, err = q.client.LRange(ctx, k.completed, from, to).Result()
 	}
-	v, err := listScript.Run(ctx, q.client, []string{set}, k.jobPrefix, offset, limit, kind).Slice()
 	if err != nil {
 		return nil, unavailable("list jobs", err)
 	}
-	out := make([]job.Job, 0, len(v)/2)
-	for i := 0; i+1 < len(v); i += 2 {
-		id, _ := v[i].(string)
-		h := flatMap(v[i+1])
+	if len(ids) == 0 {
+		return []job.Job{}, nil
+	}
+	pipe := q.client.Pipeline()
+	hs := make([]*redis.MapStringStringCmd, len(ids))
+	for i, id := range ids {
+		hs[i] = pipe.HGetAll(ctx, k.job(id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, unavailable("list jobs", err)
+	}
+	out := make([]job.Job, 0, len(ids))
+	for i, id := range ids {
+		h := hs[i].Val()
 		if len(h) == 0 {
 			continue // removed meanwhile
 		}
@@ -401,32 +462,40 @@ func (q *Queues) list(ctx context.Context, queue string, failed bool, offset, li
 	return out, nil
 }
 
-// retryFailedScript puts failed jobs back in the stream with a fresh set
-// of attempts, keeping their last error for the record.
+// retryFailedScript puts the given failed jobs back in the stream with a
+// fresh set of attempts, keeping their last error for the record. The ids
+// are read first (ZRANGE); each is checked again here (still in the failed
+// set), so a job removed or retried meanwhile is left alone. An id whose
+// hash is gone leaves the set.
 //
-// KEYS[1] failed zset, KEYS[2] stream
-// ARGV[1] job hash key prefix, ARGV[2] job id (” for all), ARGV[3] max jobs
+// KEYS[1] failed zset, KEYS[2] stream, KEYS[2+i] job hash of id i
+// ARGV[i] job id i
 // Returns the number of jobs moved.
 var retryFailedScript = redis.NewScript(enqueueLua + `
-local ids
-if ARGV[2] ~= '' then
-  if not redis.call('ZSCORE', KEYS[1], ARGV[2]) then return 0 end
-  ids = {ARGV[2]}
-else
-  ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
-end
 local n = 0
-for _, id in ipairs(ids) do
-  redis.call('ZREM', KEYS[1], id)
-  local hk = ARGV[1] .. id
-  if redis.call('EXISTS', hk) == 1 then
-    redis.call('HDEL', hk, 'finished')
-    enqueue(KEYS[2], hk, id, 1)
-    n = n + 1
+for i, id in ipairs(ARGV) do
+  if redis.call('ZREM', KEYS[1], id) == 1 then
+    local hk = KEYS[2 + i]
+    if redis.call('EXISTS', hk) == 1 then
+      redis.call('HDEL', hk, 'finished')
+      enqueue(KEYS[2], hk, id, 1)
+      n = n + 1
+    end
   end
 end
 return n
 `)
+
+func (q *Queues) retryFailed(ctx context.Context, k queueKeys, ids []string) (int, error) {
+	keys := make([]string, 2, 2+len(ids))
+	keys[0], keys[1] = k.failed, k.stream
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		keys = append(keys, k.job(id))
+		args[i] = id
+	}
+	return retryFailedScript.Run(ctx, q.client, keys, args...).Int()
+}
 
 // RetryFailed moves one failed job back to waiting with its attempts
 // reset. Errors: core.ENotFound if it is not failed.
@@ -438,7 +507,10 @@ func (q *Queues) RetryFailed(ctx context.Context, queue, id string) error {
 	if id == "" {
 		return core.Invalid("job id required")
 	}
-	n, err := retryFailedScript.Run(ctx, q.client, []string{k.failed, k.stream}, k.jobPrefix, id, 1).Int()
+	if validJobID(id) != nil {
+		return core.NotFound("no failed job %q in %s", id, queue)
+	}
+	n, err := q.retryFailed(ctx, k, []string{id})
 	if err != nil {
 		return unavailable("retry job", err)
 	}
@@ -457,26 +529,36 @@ func (q *Queues) RetryAllFailed(ctx context.Context, queue string) (int, error) 
 	}
 	total := 0
 	for {
-		n, err := retryFailedScript.Run(ctx, q.client, []string{k.failed, k.stream}, k.jobPrefix, "", 1000).Int()
+		ids, err := q.client.ZRange(ctx, k.failed, 0, 999).Result()
 		if err != nil {
 			return total, unavailable("retry failed jobs", err)
 		}
+		if len(ids) == 0 {
+			return total, nil
+		}
+		n, err := q.retryFailed(ctx, k, ids)
 		total += n
-		if n < 1000 {
+		if err != nil {
+			return total, unavailable("retry failed jobs", err)
+		}
+		if len(ids) < 1000 {
 			return total, nil
 		}
 	}
 }
 
-// removeScript deletes a job in any state. An active job's entry is
-// acknowledged and deleted, so its worker's result is dropped (the
-// ownership check fails) and the job is not retried.
+// removeScript deletes a job in any state and its de-duplication key, so
+// that the id can be added again. An active job's entry is acknowledged
+// and deleted, so its worker's result is dropped (the ownership check
+// fails) and the job is not retried.
 //
-// KEYS[1] job hash, KEYS[2] stream, KEYS[3] delayed, KEYS[4] completed, KEYS[5] failed
+// KEYS[1] job hash, KEYS[2] stream, KEYS[3] delayed, KEYS[4] completed, KEYS[5] failed,
+// KEYS[6] dedup key
 // ARGV[1] group, ARGV[2] job id
-// Returns 1 if removed, 0 if missing.
+// Returns 1 if removed, 0 if missing (neither the job nor its dedup key).
 var removeScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local remembered = redis.call('DEL', KEYS[6])
+if redis.call('EXISTS', KEYS[1]) == 0 then return remembered end
 local mid = redis.call('HGET', KEYS[1], 'msg')
 if mid and mid ~= '' then
   redis.pcall('XACK', KEYS[2], ARGV[1], mid)
@@ -489,8 +571,9 @@ redis.call('DEL', KEYS[1])
 return 1
 `)
 
-// Remove deletes a job in any state; its id can then be added again.
-// Errors: core.ENotFound.
+// Remove deletes a job in any state, or only the memory of its id when
+// retention already removed the job but the de-duplication window still
+// holds; its id can then be added again. Errors: core.ENotFound.
 func (q *Queues) Remove(ctx context.Context, queue, id string) error {
 	k, err := q.keys(queue)
 	if err != nil {
@@ -499,7 +582,7 @@ func (q *Queues) Remove(ctx context.Context, queue, id string) error {
 	if id == "" || validJobID(id) != nil {
 		return core.NotFound("job %q not found", id)
 	}
-	n, err := removeScript.Run(ctx, q.client, []string{k.job(id), k.stream, k.delayed, k.completed, k.failed}, workersGroup, id).Int()
+	n, err := removeScript.Run(ctx, q.client, []string{k.job(id), k.stream, k.delayed, k.completed, k.failed, k.dedup(id)}, workersGroup, id).Int()
 	if err != nil {
 		return unavailable("remove job", err)
 	}

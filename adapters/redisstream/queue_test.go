@@ -398,14 +398,18 @@ func TestQueueContract(t *testing.T) {
 
 		t.Run("KeepCompletedBoundsWhatIsKept", func(t *testing.T) {
 			queue := testenv.Unique("q")
+			// The count is the queue's (retention, retention.go); a job's
+			// own KeepCompleted < 0 still deletes it at once.
+			q := NewQueues(tg.client, QueueOptions{Prefix: tg.prefix, KeepCompleted: 2, Logger: quiet})
 			w, _ := q.Worker(queue, func(ctx context.Context, j *job.Job) error { return nil }, fastOpts())
 			// One at a time, so that the completion order is known.
 			for i := range 5 {
-				mustAdd(t, q, queue, "x", nil, job.Options{JobID: fmt.Sprint("k", i), KeepCompleted: 2})
+				mustAdd(t, q, queue, "x", nil, job.Options{JobID: fmt.Sprint("k", i)})
 				drain(t, w, 10*time.Second)
 			}
 			mustAdd(t, q, queue, "x", nil, job.Options{JobID: "gone", KeepCompleted: -1})
 			drain(t, w, 10*time.Second)
+			applyRetention(t, q, queue)
 			kept, err := q.ListCompleted(ctx, queue, 0, 10)
 			if err != nil || len(kept) != 2 || kept[0].ID != "k4" || kept[1].ID != "k3" {
 				t.Fatalf("kept %+v %v", kept, err)

@@ -65,11 +65,15 @@ func (b *Bus) SubscribeDurable(types []string, name string, h event.Handler, opt
 	if opts.Attempts <= 0 {
 		opts.Attempts = 5
 	}
-	bo, err := normBackoff(opts.Backoff, def.Backoff)
+	// The bus-wide default is itself completed from the package default
+	// first: a zero BusOptions.Subscription.Backoff (the usual wiring)
+	// must mean "the default", not an empty backoff type.
+	defBo, err := normBackoff(def.Backoff, defaultEventBackoff)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("BusOptions.Subscription: %w", err)
 	}
-	if bo, err = normBackoff(bo, defaultEventBackoff); err != nil {
+	bo, err := normBackoff(opts.Backoff, defBo)
+	if err != nil {
 		return nil, err
 	}
 	if opts.Logger == nil {

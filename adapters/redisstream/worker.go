@@ -65,6 +65,8 @@ type jobLane struct {
 	h       job.Handler
 	log     *slog.Logger
 	ensured bool
+
+	retention retentionState // retention.go
 }
 
 func (l *jobLane) label() string     { return "queue=" + l.queue }
@@ -205,29 +207,71 @@ func (l *jobLane) finishCall(consumer string, outs []outcome, fetch int) (*redis
 	return finishJobsScript, keys, args
 }
 
-// promoteJobsScript moves due delayed jobs and retries to the stream, and
-// says how long until the next one is due.
+// dueJobsScript lists delayed jobs and retries whose time has come, by
+// Redis's clock (producers with skewed clocks agree on due times).
 //
-// KEYS[1] delayed zset, KEYS[2] stream
-// ARGV[1] job hash key prefix, ARGV[2] max jobs
-// Returns {promoted, ms until the next due job or -1}.
+// KEYS[1] delayed zset
+// ARGV[1] max ids
+// Returns the due ids, the earliest first.
+var dueJobsScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+`)
+
+// promoteJobsScript moves the given due jobs from the delayed set to the
+// stream. Their ids were read by dueJobsScript; each is checked again (still
+// in the set and due, its hash still delayed), so a job removed or re-added
+// meanwhile is left alone.
+//
+// KEYS[1] delayed zset, KEYS[2] stream, KEYS[2+i] job hash of id i
+// ARGV[i] job id i
+// Returns the number promoted.
 var promoteJobsScript = redis.NewScript(enqueueLua + `
 local now = nowms()
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 local n = 0
-for _, id in ipairs(ids) do
-  redis.call('ZREM', KEYS[1], id)
-  local hk = ARGV[1] .. id
-  if redis.call('HGET', hk, 'state') == 'delayed' then
-    enqueue(KEYS[2], hk, id, tonumber(redis.call('HGET', hk, 'attempt')))
-    n = n + 1
+for i, id in ipairs(ARGV) do
+  local hk = KEYS[2 + i]
+  local due = redis.call('ZSCORE', KEYS[1], id)
+  if due and tonumber(due) <= now then
+    redis.call('ZREM', KEYS[1], id)
+    if redis.call('HGET', hk, 'state') == 'delayed' then
+      enqueue(KEYS[2], hk, id, tonumber(redis.call('HGET', hk, 'attempt')))
+      n = n + 1
+    end
   end
 end
-local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-local wait = -1
-if #nxt == 2 then wait = math.max(0, tonumber(nxt[2]) - now) end
-return {n, wait}
+return n
 `)
+
+// promoteBatch is the most jobs one promotion script call moves.
+const promoteBatch = 500
+
+// promoteDue moves every due delayed job and retry to the stream, in
+// batches: the ids are read first, then promoted with their hash keys in
+// KEYS (docs/design.md#5).
+func (l *jobLane) promoteDue(ctx context.Context) (int, error) {
+	c := l.q.client
+	total := 0
+	for {
+		ids, err := dueJobsScript.Run(ctx, c, []string{l.k.delayed}, promoteBatch).StringSlice()
+		if err != nil || len(ids) == 0 {
+			return total, err
+		}
+		keys := make([]string, 2, 2+len(ids))
+		keys[0], keys[1] = l.k.delayed, l.k.stream
+		args := make([]any, len(ids))
+		for i, id := range ids {
+			keys = append(keys, l.k.job(id))
+			args[i] = id
+		}
+		n, err := promoteJobsScript.Run(ctx, c, keys, args...).Int()
+		total += n
+		if err != nil || len(ids) < promoteBatch {
+			return total, err
+		}
+	}
+}
 
 // reclaimJobsScript takes back entries whose consumer stopped
 // heartbeating for longer than the visibility timeout (a crashed or
@@ -290,16 +334,12 @@ func (l *jobLane) maintain(ctx context.Context, consumer string, reclaim bool, m
 			}
 		}
 	}
-	for {
-		v, err := promoteJobsScript.Run(ctx, l.q.client, []string{l.k.delayed, l.k.stream}, l.k.jobPrefix, 500).Int64Slice()
-		if err != nil {
-			return m, fmt.Errorf("promote due jobs of %s: %w", l.queue, err)
-		}
-		m.promoted += int(v[0])
-		if v[0] < 500 {
-			break
-		}
+	n, err := l.promoteDue(ctx)
+	m.promoted += n
+	if err != nil {
+		return m, fmt.Errorf("promote due jobs of %s: %w", l.queue, err)
 	}
+	l.applyRetention(ctx)
 	return m, nil
 }
 

@@ -177,8 +177,8 @@ func (w *Worker) List(ctx context.Context, orgID string, from, to time.Time) ([]
 
 // Generate is the job.Handler of invoice-generation. It is idempotent: a
 // re-run finds the shift's invoice (or its reserved number) and only
-// repeats the invoice.generated event and the email job add, which the
-// job id de-duplicates.
+// repeats the invoice.generated event (same event id and time) and the
+// email job add, which the job id de-duplicates.
 func (w *Worker) Generate(ctx context.Context, j *job.Job) error {
 	var d timesheet.InvoiceJob
 	if err := json.Unmarshal(j.Data, &d); err != nil {
@@ -253,18 +253,26 @@ func (w *Worker) create(ctx context.Context, d timesheet.InvoiceJob) (Invoice, e
 	return stored, nil
 }
 
+// GeneratedEventID is the id of the invoice's invoice.generated event:
+// derived from the invoice (a ULID at its issue time), so every re-run of
+// the invoice job, and the reconciler, publish the same event id and
+// subscribers de-duplicate it (docs/design.md, "Effects exactly once").
+func GeneratedEventID(inv Invoice) string {
+	return ulid.Derived(inv.IssuedAt, event.InvoiceGenerated+"/"+inv.ID)
+}
+
 func (w *Worker) announce(ctx context.Context, inv Invoice, to, correlationID string) error {
 	payload, err := json.Marshal(inv)
 	if err != nil {
 		return err
 	}
-	id := w.newID()
+	id := GeneratedEventID(inv)
 	if correlationID == "" {
 		correlationID = id
 	}
 	e := event.Event{
 		ID: id, Type: event.InvoiceGenerated, OrganizationID: inv.OrganizationID,
-		Time: w.now().UTC().Truncate(time.Millisecond), CorrelationID: correlationID,
+		Time: inv.IssuedAt.UTC(), CorrelationID: correlationID,
 		SchemaVersion: event.SchemaVersion, Payload: payload,
 	}
 	if err := w.pub.Publish(ctx, e); err != nil {
@@ -276,7 +284,7 @@ func (w *Worker) announce(ctx context.Context, inv Invoice, to, correlationID st
 	}
 	data := EmailJob{InvoiceID: inv.ID, OrganizationID: inv.OrganizationID, To: to}
 	if _, err := w.jobs.Add(ctx, job.EmailNotifications, "invoice-email", data,
-		job.Options{JobID: "invoice-" + inv.ID, CorrelationID: correlationID}); err != nil {
+		job.Options{JobID: MessageKey(inv.ID), CorrelationID: correlationID}); err != nil {
 		return fmt.Errorf("invoice %s: add email job: %w", inv.Number, err)
 	}
 	return nil

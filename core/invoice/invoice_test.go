@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shiftflow/shiftflow/core/event"
 	"github.com/shiftflow/shiftflow/core/job"
 	"github.com/shiftflow/shiftflow/core/pricing"
+	"github.com/shiftflow/shiftflow/core/ulid"
 )
 
 func TestFormatMoneyAndNumber(t *testing.T) {
@@ -57,8 +59,75 @@ func TestBadJobDataIsPermanent(t *testing.T) {
 			t.Errorf("data %s: err %v is not permanent", data, err)
 		}
 	}
-	m := NewMailer(nil, nil, "x@y.test")
+	m := NewMailer(nil, nil, nil, "x@y.test")
 	if err := m.Send(context.Background(), &job.Job{ID: "j", Data: []byte(`{}`)}); !job.IsPermanent(err) {
 		t.Errorf("email job without fields: %v", err)
+	}
+}
+
+type foundStore struct {
+	Store
+	inv Invoice
+}
+
+func (s foundStore) GetByShift(context.Context, string, string) (Invoice, error) { return s.inv, nil }
+
+type recPub struct{ events []event.Event }
+
+func (p *recPub) Publish(_ context.Context, e event.Event) error {
+	p.events = append(p.events, e)
+	return nil
+}
+
+type recJobs struct{ ids []string }
+
+func (j *recJobs) Add(_ context.Context, _, _ string, _ any, o job.Options) (string, error) {
+	j.ids = append(j.ids, o.JobID)
+	return o.JobID, nil
+}
+
+func TestRerunPublishesTheSameInvoiceGeneratedEvent(t *testing.T) {
+	issued := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	inv := Invoice{ID: ulid.New(), OrganizationID: "o", Number: "INV-000001", Sequence: 1, ShiftID: "s", Currency: "EUR", IssuedAt: issued}
+	pub, jobs := &recPub{}, &recJobs{}
+	clock := issued
+	w := NewWorker(Deps{Store: foundStore{inv: inv}, Publisher: pub, Jobs: jobs, Now: func() time.Time { clock = clock.Add(time.Minute); return clock }})
+	j := &job.Job{ID: "s", Data: []byte(`{"shiftId":"s","organizationId":"o","clientEmail":"ap@c.test"}`)}
+	for run := 0; run < 3; run++ {
+		if err := w.Generate(context.Background(), j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(pub.events) != 3 {
+		t.Fatalf("%d events", len(pub.events))
+	}
+	first := pub.events[0]
+	if !ulid.Valid(first.ID) || first.ID != GeneratedEventID(inv) || !first.Time.Equal(issued) {
+		t.Fatalf("event %s at %s, want a valid id derived from the invoice, at its issue time", first.ID, first.Time)
+	}
+	for _, e := range pub.events[1:] {
+		if e.ID != first.ID || !e.Time.Equal(first.Time) {
+			t.Fatalf("re-run published %s at %s, first run %s at %s", e.ID, e.Time, first.ID, first.Time)
+		}
+	}
+	other := inv
+	other.ID = ulid.New()
+	if GeneratedEventID(other) == first.ID {
+		t.Fatal("two invoices share an event id")
+	}
+	if jobs.ids[0] != MessageKey(inv.ID) || jobs.ids[2] != jobs.ids[0] {
+		t.Fatalf("email job ids %v", jobs.ids)
+	}
+}
+
+func TestMessageIDIsTheKeyAtTheSenderDomain(t *testing.T) {
+	for from, want := range map[string]string{
+		"invoices@billing.example.com": "<invoice-01J@billing.example.com>",
+		"nobody":                       "<invoice-01J@shiftflow.invalid>",
+		"billing@[192.0.2.1]":          "<invoice-01J@shiftflow.invalid>",
+	} {
+		if got := MessageID(MessageKey("01J"), from); got != want {
+			t.Errorf("MessageID(from %s) = %s, want %s", from, got, want)
+		}
 	}
 }

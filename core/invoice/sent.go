@@ -80,11 +80,24 @@ func MessageKey(invoiceID string) string { return "invoice-" + invoiceID }
 
 // MessageID is the Message-ID header of the email with this key: the key
 // at the sender's domain (RFC 5322 msg-id, "<" id-left "@" id-right ">"),
-// the same on every send of the email.
+// the same on every send of the email. A sender without a plain domain
+// (an address literal, say) gets shiftflow.invalid.
 func MessageID(key, from string) string {
 	domain := "shiftflow.invalid"
-	if i := strings.LastIndexByte(from, '@'); i >= 0 && i < len(from)-1 {
+	if i := strings.LastIndexByte(from, '@'); i >= 0 && plainDomain(from[i+1:]) {
 		domain = from[i+1:]
 	}
 	return "<" + key + "@" + domain + ">"
+}
+
+func plainDomain(d string) bool {
+	if d == "" || d[0] == '.' || d[len(d)-1] == '.' {
+		return false
+	}
+	for _, c := range d {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
 }

@@ -30,14 +30,19 @@ type Backoff struct {
 
 // Options for Add. Zero values take the queue's defaults.
 type Options struct {
-	// JobID de-duplicates: adding an id that exists keeps the one job.
+	// JobID de-duplicates: adding an id that exists, or that was added
+	// within the de-duplication window, keeps the one job.
 	JobID    string
 	Delay    time.Duration
 	Attempts int // total attempts including the first; default 3
 	Backoff  Backoff
-	// KeepCompleted is how many completed jobs to keep for inspection
-	// (0: the queue default; negative: keep none).
+	// KeepCompleted < 0 deletes the job as soon as it completes; 0 or
+	// more keeps it under the queue's retention (count and age).
 	KeepCompleted int
+	// DedupWindow is how long after Add the JobID keeps de-duplicating,
+	// even once the job itself is gone (0: the queue default; negative:
+	// only while the job exists).
+	DedupWindow time.Duration
 	// CorrelationID is carried into the handler's Job.
 	CorrelationID string
 }

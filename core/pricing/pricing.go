@@ -28,10 +28,10 @@ const (
 
 // Table is an organisation's pricing table. The JSON names are the API's.
 type Table struct {
-	Currency               string          `json:"currency" bson:"currency"`
-	TaxRateBasisPoints     int64           `json:"taxRateBasisPoints" bson:"taxRateBasisPoints"`
-	Roles                  map[string]Role `json:"roles" bson:"roles"`
-	Overtime               Overtime        `json:"overtime" bson:"overtime"`
+	Currency               string          `json:"currency" bson:"currency" required:"true"`
+	TaxRateBasisPoints     int64           `json:"taxRateBasisPoints" bson:"taxRateBasisPoints" required:"true"`
+	Roles                  map[string]Role `json:"roles" bson:"roles" required:"true"`
+	Overtime               Overtime        `json:"overtime" bson:"overtime" required:"true"`
 	Weekend                Weekend         `json:"weekend" bson:"weekend"`
 	Night                  Night           `json:"night" bson:"night"`
 	MinimumBillableMinutes int             `json:"minimumBillableMinutes" bson:"minimumBillableMinutes"`
@@ -39,14 +39,14 @@ type Table struct {
 
 // Role is the price of one role.
 type Role struct {
-	HourlyRate int64 `json:"hourlyRate" bson:"hourlyRate"`
+	HourlyRate int64 `json:"hourlyRate" bson:"hourlyRate" required:"true"`
 }
 
 // Overtime: worked minutes after AfterMinutes are overtime.
 // MultiplierPercent 0 switches overtime off.
 type Overtime struct {
-	AfterMinutes      int `json:"afterMinutes" bson:"afterMinutes"`
-	MultiplierPercent int `json:"multiplierPercent" bson:"multiplierPercent"`
+	AfterMinutes      int `json:"afterMinutes" bson:"afterMinutes" required:"true"`
+	MultiplierPercent int `json:"multiplierPercent" bson:"multiplierPercent" required:"true"`
 }
 
 // Weekend applies to minutes on a Saturday or Sunday, local time.

@@ -7,6 +7,7 @@ package shift
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -27,6 +28,17 @@ const (
 	MaxNotes    = 2000
 	MaxWorkerID = 128
 )
+
+// The times a shift may have: whole years 2000 to 2100 in UTC. Nothing a
+// staffing agency bills lies outside, and the bounds keep every minute
+// count and every time computation far from overflow.
+var (
+	EarliestTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	LatestTime   = time.Date(2101, 1, 1, 0, 0, 0, 0, time.UTC) // exclusive
+)
+
+// MaxShift is the longest shift.
+const MaxShift = 24 * time.Hour
 
 // Shift is one shift. JSON names are the API's and the events' payload.
 type Shift struct {
@@ -55,6 +67,9 @@ func (s Shift) Validate() error {
 	if s.WorkerID == "" || utf8.RuneCountInString(s.WorkerID) > MaxWorkerID {
 		return core.Invalid("workerId is required, at most %d characters", MaxWorkerID)
 	}
+	if hasLineBreak(s.WorkerID) {
+		return core.Invalid("workerId must be one line")
+	}
 	if s.Role == "" {
 		return core.Invalid("role is required")
 	}
@@ -64,16 +79,24 @@ func (s Shift) Validate() error {
 	if s.Start.Second() != 0 || s.Start.Nanosecond() != 0 || s.End.Second() != 0 || s.End.Nanosecond() != 0 {
 		return core.Invalid("start and end must be whole minutes (seconds 00)")
 	}
+	if err := inRange("start", s.Start); err != nil {
+		return err
+	}
+	if err := inRange("end", s.End); err != nil {
+		return err
+	}
 	if !s.End.After(s.Start) {
 		return core.Invalid("end must be after start")
 	}
-	if s.End.Sub(s.Start) > 24*time.Hour {
+	if s.End.Sub(s.Start) > MaxShift {
 		return core.Invalid("a shift lasts at most 24 hours")
 	}
 	if s.BreakMinutes < 0 {
 		return core.Invalid("breakMinutes must not be negative")
 	}
-	if time.Duration(s.BreakMinutes)*time.Minute >= s.End.Sub(s.Start) {
+	// Compared in minutes: breakMinutes × time.Minute overflows for huge
+	// values and would wrap to something that passes.
+	if int64(s.BreakMinutes) >= int64(s.End.Sub(s.Start)/time.Minute) {
 		return core.Invalid("breakMinutes must be shorter than the shift")
 	}
 	if utf8.RuneCountInString(s.Notes) > MaxNotes {
@@ -86,6 +109,15 @@ func (s Shift) Validate() error {
 	}
 	return nil
 }
+
+func inRange(field string, t time.Time) error {
+	if t.Before(EarliestTime) || !t.Before(LatestTime) {
+		return core.Invalid("%s must lie in the years 2000 to 2100 (UTC)", field)
+	}
+	return nil
+}
+
+func hasLineBreak(s string) bool { return strings.ContainsAny(s, "\n\r\t") }
 
 // Filter selects shifts of an organisation: those starting in [From, To)
 // (zero means unbounded) with the status (empty means any).

@@ -134,7 +134,13 @@ func (s *Service) OnShiftCompleted(ctx context.Context, e event.Event) error {
 	}
 	split, err := table.SplitMinutes(sh.Start, sh.End, sh.BreakMinutes)
 	if err != nil {
-		return fmt.Errorf("worked time of %s: %w", sh.ID, err)
+		err = fmt.Errorf("worked time of %s: %w", sh.ID, err)
+		if core.ErrorCode(err) == core.EInvalid {
+			// The shift's own data cannot be split: no retry can fix it,
+			// so it goes to the dead letter at once, where it shows.
+			return event.Permanent(err)
+		}
+		return err
 	}
 	w := WorkedTime{
 		ShiftID: sh.ID, OrganizationID: sh.OrganizationID, ClientID: sh.ClientID, WorkerID: sh.WorkerID, Role: sh.Role,

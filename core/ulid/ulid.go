@@ -6,6 +6,7 @@ package ulid
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"time"
 )
@@ -52,4 +53,19 @@ func Valid(s string) bool {
 		}
 	}
 	return true
+}
+
+// Derived returns a ULID for t whose 80 random bits are taken from a hash
+// of key: the same (t, key) always gives the same id, so work re-emitted
+// by a re-run or the reconciler carries the id it had the first time
+// (docs/design.md, "Effects exactly once"). Distinct keys collide only as
+// SHA-256 prefixes do.
+func Derived(t time.Time, key string) string {
+	var b [16]byte
+	ms := uint64(t.UnixMilli())
+	binary.BigEndian.PutUint16(b[0:2], uint16(ms>>32))
+	binary.BigEndian.PutUint32(b[2:6], uint32(ms))
+	sum := sha256.Sum256([]byte(key))
+	copy(b[6:], sum[:10])
+	return encode(b)
 }

@@ -31,3 +31,17 @@ func TestULIDsSortByTimeAndAreValid(t *testing.T) {
 		}
 	}
 }
+
+func TestDerivedIsStableValidAndSortsByTime(t *testing.T) {
+	at := time.UnixMilli(1_764_000_000_000)
+	a, b := Derived(at, "invoice.generated/01J"), Derived(at, "invoice.generated/01J")
+	if a != b || !Valid(a) {
+		t.Fatalf("Derived not stable or not valid: %s %s", a, b)
+	}
+	if Derived(at, "invoice.generated/01K") == a {
+		t.Fatal("different keys, same id")
+	}
+	if At(at)[:10] != a[:10] || !(Derived(at.Add(time.Millisecond), "x") > a) {
+		t.Fatalf("time part wrong: %s vs %s", a, At(at))
+	}
+}

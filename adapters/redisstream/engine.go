@@ -500,9 +500,10 @@ func (r *runState) maintenance(ctx context.Context, stop <-chan struct{}) {
 }
 
 // extendLeasesScript resets the idle time of entries this consumer still
-// owns, so that XAUTOCLAIM elsewhere does not take them, and reports the
-// ones it no longer owns (reclaimed after a pause longer than the
-// visibility timeout).
+// owns, so that the reclaim elsewhere (XPENDING IDLE) does not take them,
+// and reports the ones it no longer owns (reclaimed after a pause longer
+// than the visibility timeout). JUSTID keeps the delivery count, which
+// says whether the entry started (see the engine's overview).
 //
 // KEYS[i]  stream of entry i
 // ARGV[1]  group

@@ -167,9 +167,6 @@ func TestScriptsBuildNoKeys(t *testing.T) {
 	}
 	script := regexp.MustCompile("(?s)var (\\w+) = redis\\.NewScript\\(([^`]*)`([^`]*)`")
 	built := regexp.MustCompile(`ARGV\[\d+\]\s*\.\.`)
-	// Owned by the engine rewrite (issue 9), which passes their keys too;
-	// empty this list when that lands.
-	pending := map[string]bool{"finishJobsScript": true, "reclaimJobsScript": true}
 	found := 0
 	for _, f := range files {
 		if regexp.MustCompile(`_test\.go$`).MatchString(f) {
@@ -181,7 +178,7 @@ func TestScriptsBuildNoKeys(t *testing.T) {
 		}
 		for _, m := range script.FindAllSubmatch(src, -1) {
 			found++
-			if name := string(m[1]); built.Match(m[3]) && !pending[name] {
+			if name := string(m[1]); built.Match(m[3]) {
 				t.Errorf("%s (%s) builds a key from ARGV inside the script; pass it in KEYS", name, f)
 			}
 		}

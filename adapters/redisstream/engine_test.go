@@ -86,7 +86,7 @@ func TestEngineContract(t *testing.T) {
 			for i := range live + stalled {
 				id := fmt.Sprint("j", i)
 				rec := jobRecord(3, defaultJobBackoff, time.Now(), "", "x", []byte("null"))
-				addScript.Run(ctx, pipe, []string{k.job(id), k.stream, k.delayed}, id, rec, 100, 0)
+				addScript.Run(ctx, pipe, []string{k.job(id), k.stream, k.delayed, k.dedup(id)}, id, rec, 100, 0, 0)
 			}
 			if _, err := pipe.Exec(ctx); err != nil {
 				t.Fatal(err)

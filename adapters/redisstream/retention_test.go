@@ -129,13 +129,16 @@ func TestRetentionBoundsFailedAndCompletedJobs(t *testing.T) {
 			}
 		}
 
-		// Age: with short limits everything kept goes.
-		aged := NewQueues(tg.client, QueueOptions{Prefix: tg.prefix, FailedMaxAge: 200 * time.Millisecond,
-			CompletedMaxAge: 200 * time.Millisecond, Logger: quiet})
-		if res := applyRetention(t, aged, queue); res != (RetentionResult{}) {
+		// Age: jobs younger than the limit stay, older ones go. (Limits
+		// far from the jobs' age, so a slow machine cannot blur them.)
+		young := NewQueues(tg.client, QueueOptions{Prefix: tg.prefix, FailedMaxAge: time.Hour,
+			CompletedMaxAge: time.Hour, Logger: quiet})
+		if res := applyRetention(t, young, queue); res != (RetentionResult{}) {
 			t.Fatalf("young jobs removed by age: %+v", res)
 		}
-		time.Sleep(300 * time.Millisecond)
+		aged := NewQueues(tg.client, QueueOptions{Prefix: tg.prefix, FailedMaxAge: time.Millisecond,
+			CompletedMaxAge: time.Millisecond, Logger: quiet})
+		time.Sleep(20 * time.Millisecond)
 		if res := applyRetention(t, aged, queue); res != (RetentionResult{Completed: 2, Failed: 3}) {
 			t.Fatalf("age retention removed %+v, want 2 completed and 3 failed", res)
 		}

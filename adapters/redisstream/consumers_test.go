@@ -181,9 +181,10 @@ func consumerHygieneQueue(t *testing.T, tg target, q *Queues) {
 		s := drain(t, w, 10*time.Second)
 		if !tg.real {
 			// miniredis reports idle -1 for consumers that only read:
-			// nothing is removed, and the drain is otherwise unaffected.
-			if s.Reclaimed != 1 || s.Succeeded != 1 || s.ConsumersRemoved != 0 {
-				t.Fatalf("summary %+v: want the crashed entry reclaimed and no consumer removed", s)
+			// only "crashed" (it claimed, to mark its entry started) is
+			// removed, and the drain is otherwise unaffected.
+			if s.Reclaimed != 1 || s.Succeeded != 1 || s.ConsumersRemoved != 1 {
+				t.Fatalf("summary %+v: want the crashed entry reclaimed and only the crashed consumer removed", s)
 			}
 			return
 		}
@@ -230,8 +231,8 @@ func consumerHygieneBus(t *testing.T, tg target, newBus func(BusOptions) *Bus) {
 		}
 		time.Sleep(400 * time.Millisecond)
 		sum := drain(t, s, 5*time.Second)
-		if !tg.real { // miniredis: idle -1, nothing removed (see the queue test)
-			if sum.Reclaimed != 1 || sum.Succeeded != 1 || sum.ConsumersRemoved != 0 {
+		if !tg.real { // miniredis: idle -1 for readers, only "crashed" removed (see the queue test)
+			if sum.Reclaimed != 1 || sum.Succeeded != 1 || sum.ConsumersRemoved != 1 {
 				t.Fatalf("summary %+v", sum)
 			}
 			return
@@ -241,8 +242,13 @@ func consumerHygieneBus(t *testing.T, tg target, newBus func(BusOptions) *Bus) {
 			t.Fatalf("summary %+v: want 1 reclaimed, 2 consumers removed (crashed, cold-1)", sum)
 		}
 		for _, st := range []string{b.keys.stream, retry} {
-			if got := groupConsumers(t, tg.client, st, "tidy"); !maps.Equal(got, map[string]int64{s.Consumer(): 0}) {
-				t.Fatalf("%s consumers %v, want only the caller", st, got)
+			// The caller joins a group only by reading from it (the
+			// reclaim lists pending entries without claiming), so it may
+			// be absent from the event stream's group.
+			got := groupConsumers(t, tg.client, st, "tidy")
+			delete(got, s.Consumer())
+			if len(got) != 0 {
+				t.Fatalf("%s consumers %v, want at most the caller", st, got)
 			}
 		}
 	})

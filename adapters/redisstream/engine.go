@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,13 +20,24 @@ import (
 // entry means; the engine does the reading, concurrency, batching,
 // heartbeats, reclaiming, promotion, drains and shutdown.
 //
-// Round trips: under load no separate read is needed, because the script
+// One dispatcher goroutine (loop) owns the bookkeeping and never waits on
+// Redis itself: it hands each round trip to a goroutine of its own and
+// reacts to what comes back. A finished handler's result goes out at once,
+// with whatever else finished meanwhile (up to maxFlushes record calls on
+// the wire), never behind a blocking read (docs/design.md, "Engine
+// guarantees"). Under load no separate read is needed, because the script
 // that records a batch of results (ack, retry, dead-letter) also fetches
 // the next batch (XREADGROUP inside the script, as BullMQ's
 // moveToFinished fetches the next job), up to Concurrency + Prefetch held
-// entries. An idle consumer records its last results and blocks for new
-// work in one pipelined round trip. Heartbeats cover all held entries in
-// one call per interval.
+// entries, whenever no read is in flight. An idle consumer keeps one
+// blocking XREADGROUP on its own connection, which new work wakes at once.
+// Heartbeats cover all held entries in one call per interval.
+//
+// Only started work counts as an attempt: entries are read with delivery
+// count 1, and the engine marks the ones whose handler started by setting
+// their count to 2 (XCLAIM ... RETRYCOUNT 2 JUSTID), carried by the next
+// record call or a small call of its own after markDelay. The reclaim
+// charges an attempt only for count >= 2 (see reclaimJobsScript).
 
 // Outcome kinds, as the finish scripts spell them.
 const (
@@ -48,7 +59,13 @@ type delivery struct {
 	leased   time.Time // delivered or last extended
 	cancel   context.CancelCauseFunc
 	lost     atomic.Bool
+	// finished is set when the handler returned (or the entry was handed
+	// back unstarted): a start mark for it is no longer needed.
+	finished atomic.Bool
 }
+
+// key identifies a held entry among the lane's streams.
+func (d *delivery) key() string { return strconv.Itoa(d.stream) + "/" + d.id }
 
 type outcome struct {
 	d     *delivery
@@ -66,13 +83,19 @@ type lane interface {
 	label() string
 	streams() []string
 	group() string
-	// ensure creates the consumer groups (once, or again when force).
-	ensure(ctx context.Context, force bool) error
+	// ensure creates the consumer groups once per lane.
+	ensure(ctx context.Context) error
+	// recreate creates the consumer groups again after Redis reported
+	// NOGROUP (FLUSHALL, a restart without persistence, a deleted key),
+	// at the position that loses the least, and logs what it created.
+	recreate(ctx context.Context) error
 	// handle runs the handler for d and says what to record.
 	handle(ctx context.Context, d *delivery) outcome
-	// finishCall is the script call that records outcomes and fetches up
-	// to fetch new entries for consumer; it replies {_, XREADGROUP reply}.
-	finishCall(consumer string, outs []outcome, fetch int) (*redis.Script, []string, []any)
+	// finishCall is the script call that marks the entries of marks as
+	// started, records outs and fetches up to fetch new entries for
+	// consumer; it replies {applied item indexes (1-based), XREADGROUP
+	// reply or false}.
+	finishCall(consumer string, outs []outcome, marks []*delivery, fetch int) (*redis.Script, []string, []any)
 	// maintain promotes due retries/delayed entries and, when reclaim is
 	// set, takes back entries idle longer than minIdle.
 	maintain(ctx context.Context, consumer string, reclaim bool, minIdle time.Duration) (maintResult, error)
@@ -82,6 +105,24 @@ type lane interface {
 	// pruning idle consumers across all processes.
 	pruneLock() string
 }
+
+// markLua is shared by the finish scripts: markstarted sets the delivery
+// count of the entries ARGV[from..to] of stream to 2, which tells the
+// reclaim that their handler started (see the engine's overview).
+// XCLAIM to ourselves with min-idle 0 also renews their lease; an entry no
+// longer pending is skipped by XCLAIM.
+const markLua = `
+local function markstarted(stream, group, consumer, from, to)
+  for s = from, to, 500 do
+    local c = {'XCLAIM', stream, group, consumer, 0}
+    for i = s, math.min(s + 499, to) do c[#c + 1] = ARGV[i] end
+    c[#c + 1] = 'RETRYCOUNT'
+    c[#c + 1] = 2
+    c[#c + 1] = 'JUSTID'
+    redis.call(unpack(c))
+  end
+end
+`
 
 var (
 	errLeaseLost = errors.New("lease lost: the entry was reclaimed by another consumer")
@@ -168,15 +209,21 @@ type runState struct {
 	conc     int
 	mode     int
 
-	outs     chan outcome   // results, to the driver
+	outs     chan outcome   // results, to the dispatcher
 	work     chan *delivery // held entries, to the handler goroutines
+	started  chan *delivery // entries whose handler started, to the dispatcher
 	stopping atomic.Bool    // no new handler may start
 	gaveUp   bool           // shutdown handed back handlers that ignored cancellation
 
 	abortCtx context.Context // parent of handler contexts; cancelled to abort
 	abort    context.CancelCauseFunc
-	hasDL    bool
-	stopAt   time.Time
+	// recCtx bounds recording retries: cancelled only when a shutdown
+	// has given up on everything else, so a Redis outage cannot hold a
+	// stopping process forever.
+	recCtx    context.Context
+	recCancel context.CancelFunc
+	hasDL     bool
+	stopAt    time.Time
 
 	mu       sync.Mutex
 	inflight map[*delivery]struct{}
@@ -206,13 +253,18 @@ func (e *engine) run(ctx context.Context, mode int) (sum event.DrainSummary, err
 	r.abortCtx, r.abort = context.WithCancelCause(context.WithoutCancel(ctx))
 	defer r.abort(errShutdown)
 	bg := context.WithoutCancel(ctx)
+	r.recCtx, r.recCancel = context.WithCancel(bg)
+	defer r.recCancel()
 
-	if err := e.lane.ensure(ctx, false); err != nil {
+	if err := e.lane.ensure(ctx); err != nil {
 		return sum, err
 	}
 	// Each drain first takes back stalled entries and promotes due ones
 	// (docs/design.md#2).
 	m, err := e.lane.maintain(ctx, r.consumer, true, e.opt.VisibilityTimeout)
+	if err != nil && e.regroup(ctx, err) {
+		m, err = e.lane.maintain(ctx, r.consumer, true, e.opt.VisibilityTimeout)
+	}
 	if err != nil {
 		return sum, err
 	}
@@ -259,6 +311,26 @@ func (e *engine) run(ctx context.Context, mode int) (sum event.DrainSummary, err
 	return sum, loopErr
 }
 
+// isNoGroup says whether err is Redis's NOGROUP: the consumer group (or
+// its stream) is gone.
+func isNoGroup(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "NOGROUP")
+}
+
+// regroup recreates the lane's consumer groups when err is NOGROUP and
+// says whether it was. Any step may meet it (read, record, reclaim, lease
+// extension); creating a group that exists is a no-op, so concurrent
+// steps meeting the same loss are harmless.
+func (e *engine) regroup(ctx context.Context, err error) bool {
+	if !isNoGroup(err) {
+		return false
+	}
+	if rerr := e.lane.recreate(context.WithoutCancel(ctx)); rerr != nil {
+		e.log.Warn("recreating the vanished consumer group failed", "err", rerr)
+	}
+	return true
+}
+
 func (r *runState) addMaint(m maintResult) {
 	r.promoted.Add(int64(m.promoted))
 	r.reclaimed.Add(int64(m.reclaimed))
@@ -270,258 +342,6 @@ func (r *runState) addMaint(m maintResult) {
 // deadline minus the safety margin.
 func (r *runState) canStart() bool {
 	return !r.hasDL || time.Now().Add(r.e.opt.HandlerTimeout).Before(r.stopAt)
-}
-
-// drive is the one loop that talks to Redis for entries: it records the
-// results that came in during the last round trip and, in the same script
-// call, fetches enough new entries to fill the free slots and the prefetch
-// buffer. Handlers (Concurrency goroutines) take entries from that buffer
-// as soon as they are free, so they keep working while the round trip is
-// on the wire, and every round trip serves a whole batch both ways. Only
-// an idle consumer issues a plain blocking XREADGROUP, which new work
-// wakes at once.
-func (r *runState) drive(ctx context.Context) (string, error) {
-	e := r.e
-	bg := context.WithoutCancel(ctx)
-	var lastStart <-chan time.Time
-	if r.hasDL {
-		t := time.NewTimer(time.Until(r.stopAt.Add(-e.opt.HandlerTimeout)))
-		defer t.Stop()
-		lastStart = t.C
-	}
-	limit := r.conc + e.opt.Prefetch
-	// A read asks each stream for up to the free space, so a lane with k
-	// streams may hold k times the limit; the channels never block then.
-	r.work = make(chan *delivery, limit*len(e.lane.streams()))
-	r.outs = make(chan outcome, limit*len(e.lane.streams()))
-	var pool sync.WaitGroup
-	for range r.conc {
-		pool.Add(1)
-		go func() { defer pool.Done(); r.worker() }()
-	}
-	defer func() {
-		close(r.work)
-		if !r.gaveUp {
-			pool.Wait()
-		}
-	}()
-
-	held := 0 // entries fetched and not yet recorded (queued, running or finished)
-	// Up to maxFlushes finish calls are on the wire at once, each with its
-	// own batch: while one round trip is out, the handlers keep finishing
-	// entries and the next batch goes out without waiting for it.
-	const maxFlushes = 2
-	type flushRes struct {
-		fetch int
-		ds    []*delivery
-	}
-	flushDone := make(chan flushRes, maxFlushes)
-	flushes, reserved := 0, 0 // in flight, and the entries they may fetch
-	stoppedBy := ""
-	var graceUntil time.Time
-	aborted := false
-	var batch, pending []outcome
-	collect := func() {
-		for len(batch) < 4096 {
-			select {
-			case o := <-r.outs:
-				held--
-				batch = append(batch, o)
-			default:
-				return
-			}
-		}
-	}
-	dispatch := func(ds []*delivery) {
-		now := time.Now()
-		for _, d := range ds {
-			// Held entries are heartbeated like running ones; a zero
-			// deadline means "not started yet", extended however long
-			// it waits for a slot.
-			d.started, d.deadline, d.leased = now, time.Time{}, now
-			r.mu.Lock()
-			r.inflight[d] = struct{}{}
-			r.mu.Unlock()
-			held++
-			r.work <- d // never blocks: held <= cap(r.work)
-		}
-	}
-	startFlush := func(b []outcome, fetch int) {
-		flushes++
-		reserved += fetch
-		go func() { flushDone <- flushRes{fetch, r.flush(bg, b, fetch)} }()
-	}
-	flushed := func(res flushRes) {
-		flushes--
-		reserved -= res.fetch
-		dispatch(res.ds)
-	}
-	for {
-		// A batch handed to a flush goroutine is never reused.
-		batch, pending = pending, nil
-		collect()
-	landed:
-		for flushes > 0 {
-			select {
-			case res := <-flushDone:
-				flushed(res)
-			default:
-				break landed
-			}
-		}
-		if stoppedBy == "" {
-			switch {
-			case ctx.Err() != nil:
-				stoppedBy = "context"
-				graceUntil = time.Now().Add(e.opt.ShutdownTimeout)
-			case !r.canStart():
-				stoppedBy = "deadline"
-				// Handlers were started only if HandlerTimeout fit; their
-				// own timeouts end them before the deadline.
-				graceUntil = r.stopAt.Add(e.opt.SafetyMargin / 2)
-			}
-			if stoppedBy != "" {
-				r.stopping.Store(true)
-				// Entries not started yet go back at once.
-			drainQueue:
-				for {
-					select {
-					case d := <-r.work:
-						held--
-						r.mu.Lock()
-						delete(r.inflight, d)
-						r.mu.Unlock()
-						batch = append(batch, outcome{d: d, kind: outRequeue})
-					default:
-						break drainQueue
-					}
-				}
-			}
-		}
-		space := 0
-		if stoppedBy == "" {
-			space = max(limit-held-reserved, 0)
-		}
-		if len(batch) > 0 {
-			if held == 0 && flushes == 0 && stoppedBy == "" && r.mode == modePoll {
-				if block := r.blockFor(e.opt.BlockInterval); block > 0 {
-					dispatch(r.finishAndWait(bg, batch, space, block))
-					continue
-				}
-			}
-			if flushes < maxFlushes {
-				startFlush(batch, space)
-				continue
-			}
-			flushed(<-flushDone)
-			pending = batch
-			continue
-		}
-		if flushes > 0 && (stoppedBy != "" || held == 0) {
-			flushed(<-flushDone)
-			continue
-		}
-		if stoppedBy != "" {
-			if held == 0 {
-				return stoppedBy, nil
-			}
-			r.waitShutdown(&held, &pending, &graceUntil, &aborted, bg)
-			if held == 0 && len(pending) == 0 {
-				return stoppedBy, nil
-			}
-			continue
-		}
-		if held > 0 {
-			// Wait for a result to record; with idle handlers, only
-			// briefly, then read for them (a long handler must not idle
-			// the rest).
-			var timeout <-chan time.Time
-			var t *time.Timer
-			if held < r.conc && flushes == 0 {
-				t = time.NewTimer(time.Millisecond)
-				timeout = t.C
-			}
-			got := false
-			select {
-			case res := <-flushDone:
-				flushed(res)
-				got = true
-			case o := <-r.outs:
-				held--
-				pending = append(pending, o) // recorded at the loop top
-				got = true
-				// Handlers started together tend to finish together: give
-				// the others a moment so one round trip records them all.
-				held = r.gather(held, &pending, 200*time.Microsecond)
-			case <-ctx.Done():
-				got = true
-			case <-lastStart:
-				got = true
-			case <-timeout:
-			}
-			if t != nil {
-				t.Stop()
-			}
-			if got || space <= 0 {
-				continue
-			}
-			ds, err := r.read(ctx, space, r.blockFor(100*time.Millisecond))
-			if err != nil {
-				r.readFailed(ctx, err)
-				continue
-			}
-			dispatch(ds)
-			continue
-		}
-		// Idle: nothing held.
-		block := r.blockFor(e.opt.BlockInterval)
-		if r.mode == modeDrain {
-			block = -1 // never wait: empty means done
-		}
-		if block == 0 {
-			continue // the last start time is within a millisecond
-		}
-		ds, err := r.read(ctx, space, block)
-		if err != nil {
-			r.readFailed(ctx, err)
-			continue
-		}
-		if len(ds) == 0 && r.mode == modeDrain {
-			m, err := e.lane.maintain(ctx, r.consumer, false, 0)
-			if err != nil {
-				if ctx.Err() != nil {
-					continue
-				}
-				return "error", err
-			}
-			r.addMaint(m)
-			if m.promoted == 0 {
-				return "empty", nil
-			}
-			continue
-		}
-		dispatch(ds)
-	}
-}
-
-// gather collects more results for up to d while entries are held.
-func (r *runState) gather(held int, into *[]outcome, d time.Duration) int {
-	if held == 0 {
-		return 0
-	}
-	runtime.Gosched()
-	t := time.NewTimer(d)
-	defer t.Stop()
-	for held > 0 {
-		select {
-		case o := <-r.outs:
-			held--
-			*into = append(*into, o)
-		case <-t.C:
-			return held
-		}
-	}
-	return held
 }
 
 // blockFor bounds a blocking read by the last moment a handler may start.
@@ -539,50 +359,6 @@ func (r *runState) blockFor(d time.Duration) time.Duration {
 	return d
 }
 
-func (r *runState) readFailed(ctx context.Context, err error) {
-	if ctx.Err() != nil {
-		return
-	}
-	r.e.log.Warn("read failed; retrying", "err", err)
-	sleepCtx(ctx, 200*time.Millisecond)
-}
-
-// waitShutdown waits for running handlers while stopping: until the grace
-// time, then it cancels them (their entries are handed back), and a
-// second later hands back the entries of handlers that ignore
-// cancellation; their late results fail the still-pending check and are
-// dropped.
-func (r *runState) waitShutdown(held *int, batch *[]outcome, graceUntil *time.Time, aborted *bool, bg context.Context) {
-	e := r.e
-	t := time.NewTimer(max(time.Until(*graceUntil), 0))
-	defer t.Stop()
-	select {
-	case o := <-r.outs:
-		*held--
-		*batch = append(*batch, o)
-		return
-	case <-t.C:
-	}
-	if !*aborted {
-		*aborted = true
-		e.log.Warn("shutdown: cancelling in-flight handlers; their entries are handed back", "running", *held)
-		r.abort(errShutdown)
-		*graceUntil = time.Now().Add(time.Second)
-		return
-	}
-	r.mu.Lock()
-	var stuck []outcome
-	for d := range r.inflight {
-		stuck = append(stuck, outcome{d: d, kind: outRequeue})
-		delete(r.inflight, d)
-	}
-	r.mu.Unlock()
-	e.log.Error("handlers ignored cancellation; their entries were handed back", "entries", len(stuck))
-	r.flush(bg, stuck, 0)
-	r.gaveUp = true
-	*held = 0
-}
-
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -594,61 +370,8 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// read is one XREADGROUP over the lane's streams for new entries.
-func (r *runState) read(ctx context.Context, count int, block time.Duration) ([]*delivery, error) {
-	l := r.e.lane
-	keys := l.streams()
-	args := make([]string, 0, 2*len(keys))
-	args = append(args, keys...)
-	for range keys {
-		args = append(args, ">")
-	}
-	a := &redis.XReadGroupArgs{Group: l.group(), Consumer: r.consumer, Streams: args, Count: int64(count), Block: block}
-	if block < 0 {
-		a.Block = -1
-	}
-	res, err := r.e.client.XReadGroup(ctx, a).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
-	if err != nil && strings.Contains(err.Error(), "NOGROUP") {
-		// The group or stream vanished (deleted, or a Redis without
-		// persistence restarted): create it again and read next time.
-		if eerr := l.ensure(ctx, true); eerr != nil {
-			return nil, eerr
-		}
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var out []*delivery
-	for _, s := range res {
-		idx := indexOf(keys, s.Stream)
-		for _, m := range s.Messages {
-			f := make(map[string]string, len(m.Values))
-			for k, v := range m.Values {
-				if sv, ok := v.(string); ok {
-					f[k] = sv
-				}
-			}
-			out = append(out, &delivery{stream: idx, id: m.ID, fields: f})
-		}
-	}
-	return out, nil
-}
-
-func indexOf(keys []string, k string) int {
-	for i, s := range keys {
-		if s == k {
-			return i
-		}
-	}
-	return 0
-}
-
 // worker is one of Concurrency handler goroutines: it runs held entries
-// in order and hands its results to the driver.
+// in order and hands its results to the dispatcher.
 func (r *runState) worker() {
 	for d := range r.work {
 		if r.stopping.Load() || !r.canStart() {
@@ -656,16 +379,20 @@ func (r *runState) worker() {
 			r.mu.Lock()
 			delete(r.inflight, d)
 			r.mu.Unlock()
+			d.finished.Store(true)
 			r.outs <- outcome{d: d, kind: outRequeue}
 			continue
 		}
 		if d.lost.Load() {
 			// Reclaimed by another consumer while it waited here: its
 			// result is not ours to record (the ack is a no-op).
+			d.finished.Store(true)
 			r.outs <- outcome{d: d, kind: outSkip}
 			continue
 		}
+		r.started <- d // never blocks: each held entry starts once
 		o, mine := r.runOne(d)
+		d.finished.Store(true)
 		if mine { // else handed back already by a shutdown that gave up on it
 			r.outs <- o
 		}
@@ -691,109 +418,6 @@ func (r *runState) runOne(d *delivery) (outcome, bool) {
 	delete(r.inflight, d)
 	r.mu.Unlock()
 	return o, mine
-}
-
-func (r *runState) finish(ctx context.Context, batch []outcome, fetch int) ([]*delivery, error) {
-	script, keys, args := r.e.lane.finishCall(r.consumer, batch, fetch)
-	v, err := script.Run(ctx, r.e.client, keys, args...).Slice()
-	if err != nil {
-		return nil, fmt.Errorf("record results (%s): %w", r.e.lane.label(), err)
-	}
-	return r.parseFinish(v), nil
-}
-
-func (r *runState) parseFinish(v []any) []*delivery {
-	if len(v) < 2 {
-		return nil
-	}
-	return parseStreamsReply(v[1], r.e.lane.streams())
-}
-
-// finishAndWait is flush for an otherwise idle consumer: the script that
-// records the batch and a blocking XREADGROUP go in one pipeline, so
-// recording a job and waiting for the next one cost one round trip
-// between them. The read returns at once when entries are waiting.
-func (r *runState) finishAndWait(ctx context.Context, batch []outcome, count int, block time.Duration) []*delivery {
-	script, keys, args := r.e.lane.finishCall(r.consumer, batch, 0)
-	streams := r.e.lane.streams()
-	sargs := make([]string, 0, 2*len(streams))
-	sargs = append(sargs, streams...)
-	for range streams {
-		sargs = append(sargs, ">")
-	}
-	pipe := r.e.client.Pipeline()
-	fin := script.EvalSha(ctx, pipe, keys, args...)
-	rd := pipe.XReadGroup(ctx, &redis.XReadGroupArgs{Group: r.e.lane.group(), Consumer: r.consumer, Streams: sargs, Count: int64(count), Block: block})
-	_, _ = pipe.Exec(ctx)
-	// The read's entries are ours whatever happened to the script (a
-	// NOSCRIPT after a Redis restart fails only the script).
-	var out []*delivery
-	if err := rd.Err(); err == nil {
-		for _, s := range rd.Val() {
-			idx := indexOf(streams, s.Stream)
-			for _, m := range s.Messages {
-				f := make(map[string]string, len(m.Values))
-				for k, v := range m.Values {
-					if sv, ok := v.(string); ok {
-						f[k] = sv
-					}
-				}
-				out = append(out, &delivery{stream: idx, id: m.ID, fields: f})
-			}
-		}
-	} else if !errors.Is(err, redis.Nil) {
-		r.readFailed(ctx, err)
-	}
-	if err := fin.Err(); err != nil {
-		// Record the normal way: it loads the script and retries, and a
-		// result counts only once however often the script runs.
-		return append(out, r.flush(ctx, batch, 0)...)
-	}
-	r.count(batch)
-	return out
-}
-
-func (r *runState) count(batch []outcome) {
-	for _, o := range batch {
-		switch o.kind {
-		case outOK:
-			r.processed.Add(1)
-			r.succeeded.Add(1)
-		case outRetry:
-			r.processed.Add(1)
-			r.failed.Add(1)
-		case outFail:
-			r.processed.Add(1)
-			r.dead.Add(1)
-		case outRequeue:
-			r.requeued.Add(1)
-		}
-	}
-}
-
-// flush records a batch, retrying transient errors: a result counts only
-// while its entry is still pending, so running a finish script twice
-// changes nothing. If Redis stays unreachable the entries stay pending and
-// are reclaimed after the visibility timeout: at-least-once, never lost.
-func (r *runState) flush(ctx context.Context, batch []outcome, fetch int) []*delivery {
-	var err error
-	for i, wait := 0, 50*time.Millisecond; i < 6; i, wait = i+1, wait*2 {
-		var ds []*delivery
-		ds, err = r.finish(ctx, batch, fetch)
-		if err == nil {
-			r.count(batch)
-			return ds
-		}
-		// A reply lost after the script ran already fetched entries for
-		// us; they will be reclaimed. Do not fetch again on retry.
-		fetch = 0
-		if !sleepCtx(ctx, wait) {
-			break
-		}
-	}
-	r.e.log.Error("recording results failed; entries will be reclaimed after the visibility timeout",
-		"entries", len(batch), "err", err)
-	return nil
 }
 
 // heartbeat extends the lease of running entries, all in one call.
@@ -823,7 +447,9 @@ func (r *runState) heartbeat(ctx context.Context, stop <-chan struct{}) {
 		}
 		lost, err := extendLeases(ctx, e.client, e.lane, r.consumer, ds)
 		if err != nil {
-			e.log.Warn("lease extension failed", "err", err)
+			if !e.regroup(ctx, err) {
+				e.log.Warn("lease extension failed", "err", err)
+			}
 			continue
 		}
 		r.mu.Lock()
@@ -860,7 +486,7 @@ func (r *runState) maintenance(ctx context.Context, stop <-chan struct{}) {
 		reclaim := time.Since(lastReclaim) >= e.opt.VisibilityTimeout/2
 		m, err := e.lane.maintain(ctx, r.consumer, reclaim, e.opt.VisibilityTimeout)
 		if err != nil {
-			if ctx.Err() == nil {
+			if ctx.Err() == nil && !e.regroup(ctx, err) {
 				e.log.Warn("promote/reclaim failed", "err", err)
 			}
 			continue
@@ -874,9 +500,10 @@ func (r *runState) maintenance(ctx context.Context, stop <-chan struct{}) {
 }
 
 // extendLeasesScript resets the idle time of entries this consumer still
-// owns, so that XAUTOCLAIM elsewhere does not take them, and reports the
-// ones it no longer owns (reclaimed after a pause longer than the
-// visibility timeout).
+// owns, so that the reclaim elsewhere (XPENDING IDLE) does not take them,
+// and reports the ones it no longer owns (reclaimed after a pause longer
+// than the visibility timeout). JUSTID keeps the delivery count, which
+// says whether the entry started (see the engine's overview).
 //
 // KEYS[i]  stream of entry i
 // ARGV[1]  group

@@ -685,9 +685,21 @@ func TestQueueContract(t *testing.T) {
 	})
 }
 
-// crashWorker takes the next entry of stream as a consumer that then
-// "dies": the entry stays pending and is never acknowledged.
+// crashWorker takes the next entry of stream as a consumer that starts
+// its handler (and marks it started, as the engine does) and then "dies":
+// the entry stays pending and is never acknowledged.
 func crashWorker(t *testing.T, c redis.UniversalClient, stream, group string) {
+	t.Helper()
+	id := crashWorkerBeforeStart(t, c, stream, group)
+	err := c.Do(context.Background(), "XCLAIM", stream, group, "crashed", 0, id, "RETRYCOUNT", 2, "JUSTID").Err()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// crashWorkerBeforeStart takes the next entry of stream as a consumer
+// that dies before any handler started it (a prefetched entry).
+func crashWorkerBeforeStart(t *testing.T, c redis.UniversalClient, stream, group string) string {
 	t.Helper()
 	ctx := context.Background()
 	if err := c.XGroupCreateMkStream(ctx, stream, group, "0").Err(); err != nil && err.Error() != "BUSYGROUP Consumer Group name already exists" {
@@ -697,6 +709,7 @@ func crashWorker(t *testing.T, c redis.UniversalClient, stream, group string) {
 	if err != nil || len(res) != 1 || len(res[0].Messages) != 1 {
 		t.Fatalf("crashed worker read %v %v", res, err)
 	}
+	return res[0].Messages[0].ID
 }
 
 func TestBackoffDelay(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -101,8 +100,8 @@ func (l *eventLane) streams() []string { return []string{l.b.keys.stream, l.k.re
 func (l *eventLane) group() string     { return l.name }
 func (l *eventLane) pruneLock() string { return l.k.pruned }
 
-func (l *eventLane) ensure(ctx context.Context, force bool) error {
-	if l.ensured && !force {
+func (l *eventLane) ensure(ctx context.Context) error {
+	if l.ensured {
 		return nil
 	}
 	start := "0"
@@ -110,12 +109,32 @@ func (l *eventLane) ensure(ctx context.Context, force bool) error {
 		start = "$"
 	}
 	for _, g := range [][2]string{{l.b.keys.stream, start}, {l.k.retry, "0"}} {
-		err := l.b.client.XGroupCreateMkStream(ctx, g[0], l.name, g[1]).Err()
-		if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
+		if _, err := createGroup(ctx, l.b.client, g[0], l.name, g[1]); err != nil {
 			return fmt.Errorf("create consumer group %s: %w", l.name, err)
 		}
 	}
 	l.ensured = true
+	return nil
+}
+
+// recreate creates the groups again after NOGROUP, both at id 0. For the
+// retry stream that re-delivers exactly the unfinished retries (finished
+// ones are deleted). For the shared event stream it re-delivers every
+// event still in it, including ones this subscription already handled
+// before the group vanished: handlers are idempotent (docs/design.md,
+// "Engine guarantees"), and skipping to the end would lose the events
+// published meanwhile. The log says how many entries that is.
+func (l *eventLane) recreate(ctx context.Context) error {
+	for _, key := range []string{l.b.keys.stream, l.k.retry} {
+		created, err := createGroup(ctx, l.b.client, key, l.name, "0")
+		if err != nil {
+			return fmt.Errorf("recreate consumer group %s: %w", l.name, err)
+		}
+		if created {
+			l.b.opt.Logger.Warn("consumer group vanished (Redis lost data, or the stream was deleted); recreated from the start of the stream, so its entries are delivered again (handlers are idempotent)",
+				"subscription", l.name, "stream", key, "entries", l.b.client.XLen(ctx, key).Val())
+		}
+	}
 	return nil
 }
 
@@ -173,27 +192,35 @@ local function dead(key, maxlen, typ, ev, attempt, origin, err, now)
 end
 `
 
-// finishEventsScript records a batch of a subscription's results and
-// fetches the next batch. A result counts only while its entry is still
-// pending (see finishJobsScript). A retry is a copy of the event in the
-// subscription's own retry stream (after its backoff, via the delayed set),
-// so the shared stream entry is acknowledged at once and only this
-// subscription sees the event again.
+// finishEventsScript marks started entries, records a batch of a
+// subscription's results and fetches the next batch. A result counts only
+// while its entry is still pending (see finishJobsScript). A retry is a
+// copy of the event in the subscription's own retry stream (after its
+// backoff, via the delayed set), so the shared stream entry is
+// acknowledged at once and only this subscription sees the event again.
 //
 // KEYS[1] event stream, KEYS[2] retry stream, KEYS[3] delayed zset,
 // KEYS[4] held hash, KEYS[5] dead-letter stream
-// ARGV[1] group, ARGV[2] consumer, ARGV[3] entries to fetch, ARGV[4] dead-letter cap (0: none)
+// ARGV[1] group, ARGV[2] consumer, ARGV[3] entries to fetch, ARGV[4] dead-letter cap (0: none),
+// ARGV[5] start marks m1 in the event stream, ARGV[6] start marks m2 in the retry stream,
+// then m1 entry ids, then m2 entry ids,
 // then per item (9 values): stream (1|2), entry id, outcome (c|s|r|f|h), retry delay ms,
 // attempt, error, origin id, type, event JSON
-// Returns {0, XREADGROUP reply or false}.
-var finishEventsScript = redis.NewScript(eventLua + `
+// Returns {indexes (1-based) of the items applied, XREADGROUP reply or false}.
+var finishEventsScript = redis.NewScript(eventLua + markLua + `
 local now = nowms()
-local n = (#ARGV - 4) / 9
+local m1, m2 = tonumber(ARGV[5]), tonumber(ARGV[6])
+markstarted(KEYS[1], ARGV[1], ARGV[2], 7, 6 + m1)
+markstarted(KEYS[2], ARGV[1], ARGV[2], 7 + m1, 6 + m1 + m2)
+local applied = {}
+local first = 7 + m1 + m2
+local n = (#ARGV - first + 1) / 9
 for i = 0, n - 1 do
-  local b = 5 + i * 9
+  local b = first + i * 9
   local key = KEYS[tonumber(ARGV[b])]
   local mid, out = ARGV[b + 1], ARGV[b + 2]
   if redis.call('XACK', key, ARGV[1], mid) == 1 then
+    applied[#applied + 1] = i + 1
     if key == KEYS[2] then redis.call('XDEL', key, mid) end
     local attempt, err, origin, typ, ev = tonumber(ARGV[b + 4]), ARGV[b + 5], ARGV[b + 6], ARGV[b + 7], ARGV[b + 8]
     if out == 'r' then
@@ -216,13 +243,19 @@ local want = tonumber(ARGV[3])
 if want > 0 then
   fetched = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', want, 'STREAMS', KEYS[1], KEYS[2], '>', '>')
 end
-return {0, fetched}
+return {applied, fetched}
 `)
 
-func (l *eventLane) finishCall(consumer string, outs []outcome, fetch int) (*redis.Script, []string, []any) {
+func (l *eventLane) finishCall(consumer string, outs []outcome, marks []*delivery, fetch int) (*redis.Script, []string, []any) {
 	keys := []string{l.b.keys.stream, l.k.retry, l.k.delayed, l.k.held, l.k.dead}
-	args := make([]any, 0, 4+9*len(outs))
-	args = append(args, l.name, consumer, fetch, max(l.b.opt.DeadLetterMaxLen, 0))
+	args := make([]any, 0, 6+len(marks)+9*len(outs))
+	var m [2][]any
+	for _, d := range marks {
+		m[d.stream] = append(m[d.stream], d.id)
+	}
+	args = append(args, l.name, consumer, fetch, max(l.b.opt.DeadLetterMaxLen, 0), len(m[0]), len(m[1]))
+	args = append(args, m[0]...)
+	args = append(args, m[1]...)
 	for _, o := range outs {
 		d := o.d
 		attempt, origin := 1, d.id
@@ -261,52 +294,67 @@ end
 return n
 `)
 
-// reclaimEventsScript takes back entries of a subscription whose consumer
-// stopped heartbeating for the visibility timeout. The crashed run counts
-// as an attempt: the event goes to the retry stream with the next attempt
-// or, after the last, to the dead-letter stream. Pending entries that
-// retention removed (Redis 7 reports them) and the count the length cap
-// recorded for this group are returned as lost. The consumers it empties
-// are deleted afterwards by pruneConsumersScript (consumers.go).
+// reclaimEventsScript takes back entries of one of a subscription's
+// streams whose consumer stopped heartbeating for the visibility timeout;
+// the Go side lists them (XPENDING IDLE, following the range to the end).
+// As for jobs (see reclaimJobsScript), only a started entry (delivery
+// count >= 2) is charged: the event goes to the retry stream with the next
+// attempt or, after the last, to the dead-letter stream. An unstarted one
+// goes to the retry stream with the same attempt and its count of
+// uncharged reclaims ("u") plus one; the third is charged. Pending entries
+// that retention removed, and the count the length cap recorded for this
+// group, are returned as lost. The consumers it empties are deleted
+// afterwards by pruneConsumersScript (consumers.go).
 //
 // KEYS[1] event stream, KEYS[2] retry stream, KEYS[3] dead-letter stream, KEYS[4] lost hash
-// ARGV[1] group, ARGV[2] consumer, ARGV[3] min idle ms, ARGV[4] max entries per stream,
-// ARGV[5] max attempts, ARGV[6] dead-letter cap
-// Returns {requeued, dead, lost}.
+// ARGV[1] group, ARGV[2] min idle ms, ARGV[3] max attempts, ARGV[4] dead-letter cap,
+// ARGV[5] stream of the entries (1|2), ARGV[6..] entry ids
+// Returns {requeued with the next attempt, dead, lost, handed back with the same attempt}.
 var reclaimEventsScript = redis.NewScript(eventLua + `
 local now = nowms()
-local requeued, deadn, lost = 0, 0, 0
-for idx = 1, 2 do
-  local r = redis.call('XAUTOCLAIM', KEYS[idx], ARGV[1], ARGV[2], tonumber(ARGV[3]), '0-0', 'COUNT', tonumber(ARGV[4]))
-  for _, e in ipairs(r[2]) do
-    local mid, f = e[1], e[2]
-    redis.call('XACK', KEYS[idx], ARGV[1], mid)
-    if idx == 2 then redis.call('XDEL', KEYS[2], mid) end
-    if type(f) == 'table' then
+local idx = tonumber(ARGV[5])
+local key = KEYS[idx]
+local requeued, deadn, lost, same = 0, 0, 0, 0
+for i = 6, #ARGV do
+  local mid = ARGV[i]
+  local p = redis.call('XPENDING', key, ARGV[1], mid, mid, 1)
+  if #p == 1 and tonumber(p[1][3]) >= tonumber(ARGV[2]) then
+    local started = tonumber(p[1][4]) >= 2
+    local e = redis.call('XRANGE', key, mid, mid)
+    redis.call('XACK', key, ARGV[1], mid)
+    if idx == 2 then redis.call('XDEL', key, mid) end
+    if #e == 1 then
+      local f = e[1][2]
       local m = {}
-      for i = 1, #f, 2 do m[f[i]] = f[i + 1] end
-      local attempt, origin = 1, mid
-      if idx == 2 then attempt, origin = tonumber(m['a']), m['o'] end
-      local err = 'stalled: no heartbeat for the visibility timeout (consumer crashed or frozen) in attempt ' .. attempt
-      if attempt < tonumber(ARGV[5]) then
-        redis.call('XADD', KEYS[2], '*', 't', m['t'], 'e', m['e'], 'a', attempt + 1, 'o', origin, 'err', err)
-        requeued = requeued + 1
+      for j = 1, #f, 2 do m[f[j]] = f[j + 1] end
+      local attempt, origin, u = 1, mid, 0
+      if idx == 2 then attempt, origin, u = tonumber(m['a']), m['o'], tonumber(m['u'] or '0') end
+      if not started and u + 1 < 3 then
+        redis.call('XADD', KEYS[2], '*', 't', m['t'], 'e', m['e'], 'a', attempt, 'o', origin, 'err', m['err'] or '', 'u', u + 1)
+        same = same + 1
       else
-        dead(KEYS[3], ARGV[6], m['t'], m['e'], attempt, origin, err, now)
-        deadn = deadn + 1
+        local err = 'stalled: no heartbeat for the visibility timeout (consumer crashed or frozen) in attempt ' .. attempt
+        if attempt < tonumber(ARGV[3]) then
+          redis.call('XADD', KEYS[2], '*', 't', m['t'], 'e', m['e'], 'a', attempt + 1, 'o', origin, 'err', err)
+          requeued = requeued + 1
+        else
+          dead(KEYS[3], ARGV[4], m['t'], m['e'], attempt, origin, err, now)
+          deadn = deadn + 1
+        end
       end
     else
       lost = lost + 1
     end
   end
-  if r[3] then lost = lost + #r[3] end
 end
-local recorded = redis.call('HGET', KEYS[4], ARGV[1])
-if recorded then
-  lost = lost + tonumber(recorded)
-  redis.call('HDEL', KEYS[4], ARGV[1])
+if idx == 1 then
+  local recorded = redis.call('HGET', KEYS[4], ARGV[1])
+  if recorded then
+    lost = lost + tonumber(recorded)
+    redis.call('HDEL', KEYS[4], ARGV[1])
+  end
 end
-return {requeued, deadn, lost}
+return {requeued, deadn, lost, same}
 `)
 
 func (l *eventLane) maintain(ctx context.Context, consumer string, reclaim bool, minIdle time.Duration) (maintResult, error) {
@@ -314,18 +362,10 @@ func (l *eventLane) maintain(ctx context.Context, consumer string, reclaim bool,
 	c := l.b.client
 	if reclaim {
 		l.b.maybeTrim(ctx)
-		for {
-			v, err := reclaimEventsScript.Run(ctx, c, []string{l.b.keys.stream, l.k.retry, l.k.dead, l.b.keys.lost},
-				l.name, consumer, minIdle.Milliseconds(), 100, l.attempts, max(l.b.opt.DeadLetterMaxLen, 0)).Int64Slice()
-			if err != nil {
-				return m, fmt.Errorf("reclaim stalled events of %s: %w", l.name, err)
-			}
-			m.reclaimed += int(v[0] + v[1])
-			m.dead += int(v[1])
-			m.lost += v[2]
-			if v[0]+v[1] < 100 {
-				break
-			}
+		r, err := l.reclaimStalled(ctx, minIdle)
+		m = r
+		if err != nil {
+			return m, err
 		}
 	}
 	for {
@@ -336,6 +376,47 @@ func (l *eventLane) maintain(ctx context.Context, consumer string, reclaim bool,
 		m.promoted += n
 		if n < 500 {
 			break
+		}
+	}
+	return m, nil
+}
+
+// reclaimStalled takes back every entry of both streams idle longer than
+// minIdle, a page at a time, following each pending list to its end.
+func (l *eventLane) reclaimStalled(ctx context.Context, minIdle time.Duration) (maintResult, error) {
+	var m maintResult
+	c := l.b.client
+	keys := []string{l.b.keys.stream, l.k.retry, l.k.dead, l.b.keys.lost}
+	for idx := 1; idx <= 2; idx++ {
+		start := "-"
+		for {
+			ps, err := c.XPendingExt(ctx, &redis.XPendingExtArgs{
+				Stream: keys[idx-1], Group: l.name, Idle: max(minIdle, time.Millisecond), Start: start, End: "+", Count: reclaimPage,
+			}).Result()
+			if err != nil {
+				return m, fmt.Errorf("list stalled events of %s: %w", l.name, err)
+			}
+			// The event stream's call always runs: it also collects the
+			// count the length cap recorded as lost.
+			if len(ps) == 0 && idx == 2 {
+				break
+			}
+			args := make([]any, 0, 5+len(ps))
+			args = append(args, l.name, minIdle.Milliseconds(), l.attempts, max(l.b.opt.DeadLetterMaxLen, 0), idx)
+			for _, p := range ps {
+				args = append(args, p.ID)
+			}
+			v, err := reclaimEventsScript.Run(ctx, c, keys, args...).Int64Slice()
+			if err != nil {
+				return m, fmt.Errorf("reclaim stalled events of %s: %w", l.name, err)
+			}
+			m.reclaimed += int(v[0] + v[1] + v[3])
+			m.dead += int(v[1])
+			m.lost += v[2]
+			if len(ps) < reclaimPage {
+				break
+			}
+			start = nextID(ps[len(ps)-1].ID)
 		}
 	}
 	return m, nil

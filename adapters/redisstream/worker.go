@@ -74,17 +74,41 @@ func (l *jobLane) streams() []string { return []string{l.k.stream} }
 func (l *jobLane) group() string     { return workersGroup }
 func (l *jobLane) pruneLock() string { return l.k.pruned }
 
-func (l *jobLane) ensure(ctx context.Context, force bool) error {
-	if l.ensured && !force {
+func (l *jobLane) ensure(ctx context.Context) error {
+	if l.ensured {
 		return nil
 	}
 	// From id 0: jobs added before the first worker ever ran are not skipped.
-	err := l.q.client.XGroupCreateMkStream(ctx, l.k.stream, workersGroup, "0").Err()
-	if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
+	if _, err := createGroup(ctx, l.q.client, l.k.stream, workersGroup, "0"); err != nil {
 		return unavailable("create consumer group for "+l.queue, err)
 	}
 	l.ensured = true
 	return nil
+}
+
+// recreate creates the group again at id 0 after NOGROUP: acknowledged
+// jobs are deleted from the stream, so 0 re-delivers exactly the entries
+// no worker finished (none, when the whole dataset was lost).
+func (l *jobLane) recreate(ctx context.Context) error {
+	created, err := createGroup(ctx, l.q.client, l.k.stream, workersGroup, "0")
+	if err != nil {
+		return unavailable("recreate consumer group for "+l.queue, err)
+	}
+	if created {
+		l.log.Warn("consumer group vanished (Redis lost data, or the stream was deleted); recreated from the start of the stream",
+			"queue", l.queue, "stream", l.k.stream, "entries", l.q.client.XLen(ctx, l.k.stream).Val())
+	}
+	return nil
+}
+
+// createGroup creates group on stream (and the stream) at id start and
+// says whether it did; an existing group is left as it is.
+func createGroup(ctx context.Context, c redis.UniversalClient, stream, group, start string) (bool, error) {
+	err := c.XGroupCreateMkStream(ctx, stream, group, start).Err()
+	if err != nil && strings.Contains(err.Error(), "BUSYGROUP") {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 func (l *jobLane) handle(ctx context.Context, d *delivery) outcome {
@@ -122,27 +146,37 @@ func (l *jobLane) handle(ctx context.Context, d *delivery) outcome {
 	return outcome{d: d, kind: outRetry, err: msg, delay: delay}
 }
 
-// finishJobsScript records a batch of results and fetches the next batch.
-// An entry's result counts only if the entry is still pending (XACK
-// returns 1): every path that takes an entry from a consumer (reclaim,
-// remove, hand-back) acknowledges it in the same script, so "still
-// pending" means "still ours" and a reclaimed entry's late result is
-// dropped. The job hash is
-// changed only if it still points at this entry (a removed or re-added job
-// is left alone). Ack, state change and the retry's new entry happen in
-// one script: no crash point loses the job.
+// finishJobsScript marks started entries, records a batch of results and
+// fetches the next batch. An entry's result counts only if the entry is
+// still pending (XACK returns 1): every path that takes an entry from a
+// consumer (reclaim, remove, hand-back) acknowledges it in the same
+// script, so "still pending" means "still ours" and a reclaimed entry's
+// late result is dropped. The job hash is changed only if it still points
+// at this entry (a removed or re-added job is left alone). Ack, state
+// change and the retry's new entry happen in one script: no crash point
+// loses the job. A completed job's id is pushed on the completed list;
+// the list is trimmed by the queue's retention step, not here (every key
+// a script touches is in KEYS).
+//
+// A start mark sets the entry's delivery count to 2 (it was read with 1),
+// which tells the reclaim that a handler ran it (see reclaimJobsScript);
+// XCLAIM to ourselves with min-idle 0 also renews the lease.
 //
 // KEYS[1] stream, KEYS[2] delayed, KEYS[3] completed list, KEYS[4] failed
 // KEYS[4+i] job hash of item i
-// ARGV[1] group, ARGV[2] consumer, ARGV[3] entries to fetch, ARGV[4] job hash key prefix
+// ARGV[1] group, ARGV[2] consumer, ARGV[3] entries to fetch, ARGV[4] number of start marks m
+// ARGV[5..4+m] entry ids to mark started
 // then per item i (6 values): entry id, job id, outcome (c|r|f|h), retry delay ms, error, started ms
-// Returns {items applied, XREADGROUP reply or false}.
-var finishJobsScript = redis.NewScript(enqueueLua + `
+// Returns {indexes (1-based) of the items applied, XREADGROUP reply or false}.
+var finishJobsScript = redis.NewScript(enqueueLua + markLua + `
 local now = nowms()
-local applied = 0
-local n = (#ARGV - 4) / 6
+local m = tonumber(ARGV[4])
+markstarted(KEYS[1], ARGV[1], ARGV[2], 5, 4 + m)
+local applied = {}
+local first = 5 + m
+local n = (#ARGV - first + 1) / 6
 for i = 0, n - 1 do
-  local b = 5 + i * 6
+  local b = first + i * 6
   local mid, id, out = ARGV[b], ARGV[b + 1], ARGV[b + 2]
   local hk = KEYS[5 + i]
   if redis.call('XACK', KEYS[1], ARGV[1], mid) == 1 then
@@ -150,18 +184,13 @@ for i = 0, n - 1 do
     -- One HMGET for the ownership check and the fields the outcomes need.
     local f = redis.call('HMGET', hk, 'msg', 'keep', 'attempt')
     if f[1] == mid then
-      applied = applied + 1
+      applied[#applied + 1] = i + 1
       if out == 'c' then
-        local keep = tonumber(f[2])
-        if keep <= 0 then
+        if tonumber(f[2]) <= 0 then
           redis.call('DEL', hk)
         else
           redis.call('HSET', hk, 'state', 'completed', 'processed', ARGV[b + 5], 'finished', now, 'msg', '')
-          -- A capped list, not a zset: LPUSH/RPOP cost a fraction of ZADD.
-          if redis.call('LPUSH', KEYS[3], id) > keep then
-            local old = redis.call('RPOP', KEYS[3])
-            if old then redis.call('DEL', ARGV[4] .. old) end
-          end
+          redis.call('LPUSH', KEYS[3], id)
         end
       elseif out == 'r' then
         local attempt = tonumber(f[3]) + 1
@@ -190,11 +219,14 @@ end
 return {applied, fetched}
 `)
 
-func (l *jobLane) finishCall(consumer string, outs []outcome, fetch int) (*redis.Script, []string, []any) {
+func (l *jobLane) finishCall(consumer string, outs []outcome, marks []*delivery, fetch int) (*redis.Script, []string, []any) {
 	keys := make([]string, 4, 4+len(outs))
 	keys[0], keys[1], keys[2], keys[3] = l.k.stream, l.k.delayed, l.k.completed, l.k.failed
-	args := make([]any, 0, 4+6*len(outs))
-	args = append(args, workersGroup, consumer, fetch, l.k.jobPrefix)
+	args := make([]any, 0, 4+len(marks)+6*len(outs))
+	args = append(args, workersGroup, consumer, fetch, len(marks))
+	for _, d := range marks {
+		args = append(args, d.id)
+	}
 	for _, o := range outs {
 		id := o.d.fields["id"]
 		keys = append(keys, l.k.job(id))
@@ -275,63 +307,71 @@ func (l *jobLane) promoteDue(ctx context.Context) (int, error) {
 
 // reclaimJobsScript takes back entries whose consumer stopped
 // heartbeating for longer than the visibility timeout (a crashed or
-// frozen worker). The crashed run counts as an attempt: the job goes back
-// to the stream with the next attempt number, or fails with a "stalled"
-// error after its last one, so a job that kills its worker every time is
-// dead-lettered instead of looping. The consumers it empties are deleted
-// afterwards by pruneConsumersScript (consumers.go).
+// frozen worker). The Go side lists them (XPENDING IDLE, following the
+// range to the end) and passes their job hashes in KEYS; the script
+// checks each is still pending and idle (an owner's heartbeat may have
+// come in between) and takes it.
 //
-// KEYS[1] stream, KEYS[2] failed zset
-// ARGV[1] group, ARGV[2] this consumer, ARGV[3] min idle ms, ARGV[4] max entries,
-// ARGV[5] job hash key prefix
-// Returns {requeued, dead}.
+// Only started work counts as an attempt (docs/queue.md, "Attempts"): an
+// entry whose delivery count is 2 or more was marked started by its
+// handler's consumer, and the crashed run is charged: the job goes back
+// with the next attempt number, or fails with a "stalled" error after its
+// last one, so a job that kills its worker every time is dead-lettered
+// instead of looping. An entry never marked started (prefetched, or its
+// consumer died before the mark went out) goes back with the same
+// attempt; the job hash counts such uncharged reclaims ("unstarted") and
+// the third one is charged anyway, so a job that kills its worker before
+// its start mark is written cannot loop forever either. The consumers it
+// empties are deleted afterwards by pruneConsumersScript (consumers.go).
+//
+// KEYS[1] stream, KEYS[2] failed zset, KEYS[2+i] job hash of entry i
+// ARGV[1] group, ARGV[2] min idle ms, then per entry i (2 values): entry id, job id
+// Returns {requeued with the next attempt, dead, handed back with the same attempt}.
 var reclaimJobsScript = redis.NewScript(enqueueLua + `
 local now = nowms()
-local requeued, dead = 0, 0
-local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3]), '0-0', 'COUNT', tonumber(ARGV[4]))
-for _, e in ipairs(r[2]) do
-  local mid, f = e[1], e[2]
-  redis.call('XACK', KEYS[1], ARGV[1], mid)
-  redis.call('XDEL', KEYS[1], mid)
-  local id = nil
-  if type(f) == 'table' then
-    for i = 1, #f, 2 do if f[i] == 'id' then id = f[i + 1] end end
-  end
-  if id then
-    local hk = ARGV[5] .. id
-    if redis.call('HGET', hk, 'msg') == mid then
+local minIdle = tonumber(ARGV[2])
+local requeued, dead, same = 0, 0, 0
+for i = 1, #KEYS - 2 do
+  local mid, id, hk = ARGV[1 + 2 * i], ARGV[2 + 2 * i], KEYS[2 + i]
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], mid, mid, 1)
+  if #p == 1 and tonumber(p[1][3]) >= minIdle then
+    local started = tonumber(p[1][4]) >= 2
+    redis.call('XACK', KEYS[1], ARGV[1], mid)
+    redis.call('XDEL', KEYS[1], mid)
+    if id ~= '' and redis.call('HGET', hk, 'msg') == mid then
       local attempt = tonumber(redis.call('HGET', hk, 'attempt'))
-      local max = maxattempts(hk)
-      local err = 'stalled: no heartbeat for the visibility timeout (worker crashed or frozen) in attempt ' .. attempt
-      if attempt < max then
-        redis.call('HSET', hk, 'err', err)
-        enqueue(KEYS[1], hk, id, attempt + 1)
-        requeued = requeued + 1
+      if not started and redis.call('HINCRBY', hk, 'unstarted', 1) < 3 then
+        enqueue(KEYS[1], hk, id, attempt)
+        same = same + 1
       else
-        redis.call('HSET', hk, 'state', 'failed', 'err', err, 'finished', now, 'msg', '')
-        redis.call('ZADD', KEYS[2], now, id)
-        dead = dead + 1
+        redis.call('HDEL', hk, 'unstarted')
+        local err = 'stalled: no heartbeat for the visibility timeout (worker crashed or frozen) in attempt ' .. attempt
+        if attempt < maxattempts(hk) then
+          redis.call('HSET', hk, 'err', err)
+          enqueue(KEYS[1], hk, id, attempt + 1)
+          requeued = requeued + 1
+        else
+          redis.call('HSET', hk, 'state', 'failed', 'err', err, 'finished', now, 'msg', '')
+          redis.call('ZADD', KEYS[2], now, id)
+          dead = dead + 1
+        end
       end
     end
   end
 end
-return {requeued, dead}
+return {requeued, dead, same}
 `)
+
+// reclaimPage is how many stalled entries one reclaim script takes.
+const reclaimPage = 100
 
 func (l *jobLane) maintain(ctx context.Context, consumer string, reclaim bool, minIdle time.Duration) (maintResult, error) {
 	var m maintResult
 	if reclaim {
-		for {
-			v, err := reclaimJobsScript.Run(ctx, l.q.client, []string{l.k.stream, l.k.failed},
-				workersGroup, consumer, minIdle.Milliseconds(), 100, l.k.jobPrefix).Int64Slice()
-			if err != nil {
-				return m, fmt.Errorf("reclaim stalled jobs of %s: %w", l.queue, err)
-			}
-			m.reclaimed += int(v[0] + v[1])
-			m.dead += int(v[1])
-			if v[0]+v[1] < 100 {
-				break
-			}
+		r, err := l.reclaimStalled(ctx, minIdle)
+		m = r
+		if err != nil {
+			return m, err
 		}
 	}
 	n, err := l.promoteDue(ctx)
@@ -341,6 +381,56 @@ func (l *jobLane) maintain(ctx context.Context, consumer string, reclaim bool, m
 	}
 	l.applyRetention(ctx)
 	return m, nil
+}
+
+// reclaimStalled takes back every entry idle longer than minIdle, a page
+// at a time, following the pending list to its end.
+func (l *jobLane) reclaimStalled(ctx context.Context, minIdle time.Duration) (maintResult, error) {
+	var m maintResult
+	c := l.q.client
+	start := "-"
+	for {
+		ps, err := c.XPendingExt(ctx, &redis.XPendingExtArgs{
+			Stream: l.k.stream, Group: workersGroup, Idle: max(minIdle, time.Millisecond), Start: start, End: "+", Count: reclaimPage,
+		}).Result()
+		if err != nil {
+			return m, fmt.Errorf("list stalled jobs of %s: %w", l.queue, err)
+		}
+		if len(ps) == 0 {
+			return m, nil
+		}
+		// The job ids are in the entries: one pipelined XRANGE each.
+		pipe := c.Pipeline()
+		cmds := make([]*redis.XMessageSliceCmd, len(ps))
+		for i, p := range ps {
+			cmds[i] = pipe.XRange(ctx, l.k.stream, p.ID, p.ID)
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return m, fmt.Errorf("read stalled jobs of %s: %w", l.queue, err)
+		}
+		keys := make([]string, 2, 2+len(ps))
+		keys[0], keys[1] = l.k.stream, l.k.failed
+		args := make([]any, 0, 2+2*len(ps))
+		args = append(args, workersGroup, minIdle.Milliseconds())
+		for i, p := range ps {
+			id := ""
+			if ms := cmds[i].Val(); len(ms) == 1 {
+				id, _ = ms[0].Values["id"].(string)
+			}
+			keys = append(keys, l.k.job(id))
+			args = append(args, p.ID, id)
+		}
+		v, err := reclaimJobsScript.Run(ctx, c, keys, args...).Int64Slice()
+		if err != nil {
+			return m, fmt.Errorf("reclaim stalled jobs of %s: %w", l.queue, err)
+		}
+		m.reclaimed += int(v[0] + v[1] + v[2])
+		m.dead += int(v[1])
+		if len(ps) < reclaimPage {
+			return m, nil
+		}
+		start = nextID(ps[len(ps)-1].ID)
+	}
 }
 
 func (l *jobLane) remaining(ctx context.Context) int64 {

@@ -191,14 +191,18 @@ func TestReconcilerDecisions(t *testing.T) {
 	}
 
 	// 3. Invoice, no email sent: the email job again, id invoice-<id>.
+	// Its earlier run completed (its sent-record, as this fake sees it, is
+	// missing: an email refused after another run finished the job), so
+	// the re-add must not be swallowed by the id's de-duplication window.
+	recDrain(t, a, InvoiceWorker)
 	recDrain(t, a, InvoiceWorker)
 	inv, err := a.Invoices.GetByShift(ctx, recOrg, s.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	emailJob := invoice.MessageKey(inv.ID)
-	if err := a.Queues.Remove(ctx, job.EmailNotifications, emailJob); err != nil {
-		t.Fatal(err)
+	if j, err := a.Queues.GetJob(ctx, job.EmailNotifications, emailJob); err != nil || j.State != job.StateCompleted {
+		t.Fatalf("email job before reconciling: %+v %v, want completed", j, err)
 	}
 	rep = recRun(t, recAt(a, emails, 9*time.Minute))
 	if len(rep.EmailJobs) != 1 || rep.EmailJobs[0].ID != emailJob || rep.Reemitted() != 1 {
@@ -207,6 +211,9 @@ func TestReconcilerDecisions(t *testing.T) {
 	j, err := a.Queues.GetJob(ctx, job.EmailNotifications, emailJob)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if j.State != job.StateWaiting {
+		t.Fatalf("re-added email job is %s, want waiting (a new run)", j.State)
 	}
 	var ej invoice.EmailJob
 	_ = json.Unmarshal(j.Data, &ej)

@@ -80,6 +80,17 @@ type Gate interface {
 	Allow(ctx context.Context) (bool, error)
 }
 
+// Jobs adds jobs and looks at one job's state (the job queues are one).
+// A re-added job must not be swallowed by the job-id de-duplication window
+// when its earlier run completed without the effect (an email whose
+// sent-record was deleted after a refusal): such a finished job is
+// removed first, which also ends its de-duplication window.
+type Jobs interface {
+	job.Adder
+	GetJob(ctx context.Context, queue, id string) (*job.Job, error)
+	Remove(ctx context.Context, queue, id string) error
+}
+
 // Deps are the Reconciler's dependencies.
 type Deps struct {
 	Store       Store
@@ -88,7 +99,7 @@ type Deps struct {
 	Clients     Clients
 	Emails      EmailRecords
 	Publisher   event.Publisher
-	Jobs        job.Adder
+	Jobs        Jobs
 	Gate        Gate // nil: every MaybeRun runs
 	// After is how long a completed shift may lack its work before it is
 	// re-emitted (RECONCILE_AFTER); Interval how often reconciliation
@@ -278,6 +289,9 @@ func (r *Reconciler) reemit(ctx context.Context, p Pending) (Item, outcome, erro
 	}
 	inv, err := r.d.Invoices.GetByShift(ctx, org, id)
 	if core.ErrorCode(err) == core.ENotFound {
+		if err := r.clearFinished(ctx, job.InvoiceGeneration, id); err != nil {
+			return item, "", err
+		}
 		d := timesheet.InvoiceJob{ShiftID: id, ClientEmail: c.BillingEmail, OrganizationID: org}
 		if err := timesheet.QueueInvoice(ctx, r.d.Jobs, d, p.Event.CorrelationID); err != nil {
 			return item, "", err
@@ -297,12 +311,35 @@ func (r *Reconciler) reemit(ctx context.Context, p Pending) (Item, outcome, erro
 	if sent {
 		return item, settled, nil
 	}
+	if err := r.clearFinished(ctx, job.EmailNotifications, invoice.MessageKey(inv.ID)); err != nil {
+		return item, "", err
+	}
 	d := invoice.EmailJob{InvoiceID: inv.ID, OrganizationID: org, To: c.BillingEmail}
 	if err := invoice.QueueEmail(ctx, r.d.Jobs, d, p.Event.CorrelationID); err != nil {
 		return item, "", err
 	}
 	item.ID = invoice.MessageKey(inv.ID)
 	return item, reEmail, nil
+}
+
+// clearFinished removes the job id's finished run so the re-add that
+// follows is a new job: a completed job (its effect is missing all the
+// same), or an id whose job is gone but whose de-duplication window is not.
+// A waiting, delayed or active job is left to finish; a failed one stays
+// failed for an operator to see (the re-add is then a no-op).
+func (r *Reconciler) clearFinished(ctx context.Context, queue, id string) error {
+	j, err := r.d.Jobs.GetJob(ctx, queue, id)
+	switch {
+	case core.ErrorCode(err) == core.ENotFound:
+	case err != nil:
+		return fmt.Errorf("read job %s of %s: %w", id, queue, err)
+	case j.State != job.StateCompleted:
+		return nil
+	}
+	if err := r.d.Jobs.Remove(ctx, queue, id); err != nil && core.ErrorCode(err) != core.ENotFound {
+		return fmt.Errorf("remove finished job %s of %s: %w", id, queue, err)
+	}
+	return nil
 }
 
 // With wraps a drainer so that every drain first runs MaybeRun, and Run

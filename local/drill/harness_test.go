@@ -27,9 +27,11 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/shiftflow/shiftflow/adapters/app"
+	"github.com/shiftflow/shiftflow/adapters/email"
 	"github.com/shiftflow/shiftflow/adapters/mongodb"
 	"github.com/shiftflow/shiftflow/adapters/redisstream"
 	"github.com/shiftflow/shiftflow/adapters/testenv"
+	"github.com/shiftflow/shiftflow/core/invoice"
 	"github.com/shiftflow/shiftflow/core/job"
 	"github.com/shiftflow/shiftflow/local/localtest"
 )
@@ -610,7 +612,11 @@ func (st state) idle() bool {
 	return st.subPending == 0 && st.subLag == 0 && st.subRetries == 0
 }
 
-func messageID(invoiceID string) string { return "<invoice-" + invoiceID + "@shiftflow>" }
+// messageID is the Message-ID the mailer gives an invoice's email (the
+// workers run with the default EMAIL_FROM).
+func messageID(invoiceID string) string {
+	return invoice.MessageID(invoice.MessageKey(invoiceID), email.DefaultFrom)
+}
 
 // problems lists every way st breaks the promise: one timesheet, one
 // invoice, one number (gapless from 1), exactly one email per completed
@@ -650,9 +656,13 @@ func (st state) problems(ids []string) (list []string, dupEmails, dupInvoices in
 	if dupInvoices > 0 {
 		add("%d invoices beyond one per shift", dupInvoices)
 	}
+	// Gapless: the shifts' numbers are consecutive (a subset of shifts
+	// completed after others starts after theirs; all of an
+	// organisation's shifts start at 1, which the whole-set reads check).
 	for i, s := range st.sequences {
-		if s != int64(i+1) {
-			add("invoice sequences are not 1..%d without gaps or repeats (position %d holds %d)", len(st.sequences), i+1, s)
+		if first := st.sequences[0]; first < 1 || s != first+int64(i) {
+			add("invoice sequences are not %d..%d without gaps or repeats (position %d holds %d)",
+				first, first+int64(len(st.sequences))-1, i+1, s)
 			break
 		}
 	}

@@ -40,6 +40,7 @@ import (
 	"github.com/shiftflow/shiftflow/core/shift"
 	"github.com/shiftflow/shiftflow/core/timesheet"
 	"github.com/shiftflow/shiftflow/core/ulid"
+	"github.com/shiftflow/shiftflow/core/wake"
 )
 
 // Function names: the directories under functions/, the SAM resources'
@@ -68,6 +69,10 @@ type Options struct {
 	// Consumer names this process in the consumer groups; empty takes
 	// redisstream's default (host-pid-random), unique per process.
 	Consumer string
+	// Waker starts drain functions on the platform when work is
+	// published (wake.Nop when nil). The Lambda and Cloud Functions
+	// bootstraps pass theirs; the local runner signals its loops.
+	Waker wake.Waker
 	// WaitForRedis: a long-running process (the container worker) waits
 	// for an unreachable Redis, retrying with backoff until it answers or
 	// ctx ends, instead of failing (redisconn.ConnectWait).

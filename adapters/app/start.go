@@ -18,10 +18,14 @@ const StartTimeout = 8 * time.Second
 // MustStart builds the application for one function from the environment,
 // or logs why it cannot (every bad variable by name, never a secret) and
 // exits non-zero, which the platform reports as an init failure.
-func MustStart(function string) *App {
+func MustStart(function string) *App { return MustStartWith(function, Options{}) }
+
+// MustStartWith is MustStart with options an entry point decides (the
+// platform's wake.Waker).
+func MustStartWith(function string, o Options) *App {
 	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
 	defer cancel()
-	a, err := New(ctx, Options{})
+	a, err := New(ctx, o)
 	if err != nil {
 		format := "text"
 		if config.InCloud(os.Getenv) {

@@ -16,10 +16,12 @@ import (
 // (loop.go) starts on goroutines of their own.
 
 // minRecordRetry is the least time a record call keeps retrying: a Redis
-// failover or restart takes seconds to tens of seconds, and a result given
-// up on is a re-run after the visibility timeout (docs/design.md, "Engine
-// guarantees").
-const minRecordRetry = 30 * time.Second
+// failover or restart takes seconds to tens of seconds (managed failovers
+// up to about a minute), and a result given up on is a re-run after the
+// visibility timeout (docs/design.md, "Engine guarantees"). Retrying past
+// the lease is safe: a result whose entry another consumer reclaimed in
+// the meantime is dropped by the finish script's still-pending check.
+const minRecordRetry = 60 * time.Second
 
 // flush records a batch, retrying transient errors with backoff (capped at
 // a second) for as long as the lease on its entries is ours: until the

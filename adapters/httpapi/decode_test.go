@@ -10,6 +10,7 @@ import (
 
 	"github.com/shiftflow/shiftflow/adapters/httpapi"
 	"github.com/shiftflow/shiftflow/core/auth"
+	"github.com/shiftflow/shiftflow/core/event"
 	"github.com/shiftflow/shiftflow/core/shift"
 )
 
@@ -173,5 +174,35 @@ func TestEveryRouteRefusesUnknownQueryParameters(t *testing.T) {
 				t.Fatalf("the request wrote something:\nbefore %v\nafter  %v", before, after)
 			}
 		})
+	}
+}
+
+// Cancel takes an optional reason (issue 15 item 15): stored on the shift
+// and carried in shift.cancelled; no body still cancels.
+func TestCancelTakesAnOptionalReason(t *testing.T) {
+	a := domNewApp(t)
+	c := a.seed(domAdmin)
+	var s, plain shift.Shift
+	a.must(201, domScheduler, "POST", "/shifts", domShiftBody(c, nil), &s)
+	a.must(200, domScheduler, "POST", "/shifts/"+s.ID+"/cancel", `{"reason":"client closed the ward"}`, &s)
+	if s.Status != shift.StatusCancelled || s.CancelReason != "client closed the ward" {
+		t.Fatalf("cancelled shift %+v", s)
+	}
+	var got shift.Shift
+	a.must(200, domViewer, "GET", "/shifts/"+s.ID, nil, &got)
+	if got.CancelReason != "client closed the ward" {
+		t.Fatalf("stored reason %q", got.CancelReason)
+	}
+	evs := a.bus.ofType(event.ShiftCancelled)
+	if len(evs) != 1 {
+		t.Fatalf("%d shift.cancelled events", len(evs))
+	}
+	if p, err := shift.FromEvent(evs[0]); err != nil || p.CancelReason != "client closed the ward" {
+		t.Fatalf("event payload %+v %v", p, err)
+	}
+	a.must(201, domScheduler, "POST", "/shifts", domShiftBody(c, nil), &plain)
+	a.must(200, domScheduler, "POST", "/shifts/"+plain.ID+"/cancel", nil, &plain)
+	if plain.Status != shift.StatusCancelled || plain.CancelReason != "" {
+		t.Fatalf("cancelled without a body %+v", plain)
 	}
 }

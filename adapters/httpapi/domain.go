@@ -165,15 +165,3 @@ func decodeOptional(r *http.Request, v any) error {
 	r.Body = io.NopCloser(bytes.NewReader(raw))
 	return DecodeJSON(r, v)
 }
-
-// noBody rejects a body on routes that take none.
-func noBody(r *http.Request) error {
-	raw, err := io.ReadAll(io.LimitReader(r.Body, 1024))
-	if err != nil {
-		return core.Invalid("read body: %v", err)
-	}
-	if len(bytes.TrimSpace(raw)) != 0 {
-		return core.Invalid("this route takes no request body")
-	}
-	return nil
-}

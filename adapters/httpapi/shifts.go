@@ -36,6 +36,11 @@ type CompleteInput struct {
 	BreakMinutes *int       `json:"breakMinutes"`
 }
 
+// CancelInput is the optional body of POST /shifts/{id}/cancel.
+type CancelInput struct {
+	Reason string `json:"reason"`
+}
+
 func (x *DomainRoutes) scheduleShift(w http.ResponseWriter, r *http.Request) {
 	var in ShiftInput
 	if err := DecodeJSON(r, &in); err != nil {
@@ -123,11 +128,12 @@ func (x *DomainRoutes) cancelShift(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, r, err)
 		return
 	}
-	if err := noBody(r); err != nil {
+	var in CancelInput
+	if err := decodeOptional(r, &in); err != nil {
 		WriteError(w, r, err)
 		return
 	}
-	s, err := x.d.Shifts.Cancel(r.Context(), orgOf(r), id)
+	s, err := x.d.Shifts.Cancel(r.Context(), orgOf(r), id, in.Reason)
 	if err != nil {
 		WriteError(w, r, err)
 		return

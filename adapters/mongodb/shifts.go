@@ -227,6 +227,7 @@ func (r *ShiftRepo) Update(ctx context.Context, s shift.Shift, prevVersion int64
 			{Key: "clientId", Value: s.ClientID}, {Key: "workerId", Value: s.WorkerID}, {Key: "role", Value: s.Role},
 			{Key: "start", Value: s.Start.UTC()}, {Key: "end", Value: s.End.UTC()}, {Key: "breakMinutes", Value: s.BreakMinutes},
 			{Key: "notes", Value: s.Notes}, {Key: "status", Value: s.Status}, {Key: "version", Value: s.Version},
+			{Key: "cancelReason", Value: s.CancelReason},
 			{Key: "updatedAt", Value: s.UpdatedAt.UTC()}, {Key: "hasOutbox", Value: true},
 		}},
 		{Key: "$push", Value: bson.D{{Key: "outbox", Value: toOutbox(ev)}}},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+	"unicode/utf8"
 
 	"github.com/shiftflow/shiftflow/core"
 	"github.com/shiftflow/shiftflow/core/event"
@@ -247,7 +248,10 @@ func completion(cur Shift, c Completion) (next Shift, done bool, err error) {
 
 // Cancel cancels a scheduled shift and emits shift.cancelled.
 // Errors: core.ENotFound, core.EConflict.
-func (s *Scheduler) Cancel(ctx context.Context, orgID, id string) (Shift, error) {
+func (s *Scheduler) Cancel(ctx context.Context, orgID, id, reason string) (Shift, error) {
+	if utf8.RuneCountInString(reason) > MaxCancelReason {
+		return Shift{}, core.Invalid("reason must be at most %d characters", MaxCancelReason)
+	}
 	cur, err := s.store.Get(ctx, orgID, id)
 	if err != nil {
 		return Shift{}, err
@@ -257,6 +261,10 @@ func (s *Scheduler) Cancel(ctx context.Context, orgID, id string) (Shift, error)
 	}
 	next := cur
 	next.Status = StatusCancelled
+	next.CancelReason = reason
+	if err := next.Validate(); err != nil {
+		return Shift{}, err
+	}
 	return s.write(ctx, cur, next, event.ShiftCancelled)
 }
 

@@ -25,8 +25,9 @@ const (
 
 // Limits on free text.
 const (
-	MaxNotes    = 2000
-	MaxWorkerID = 128
+	MaxNotes        = 2000
+	MaxWorkerID     = 128
+	MaxCancelReason = 500
 )
 
 // The times a shift may have: whole years 2000 to 2100 in UTC. Nothing a
@@ -52,6 +53,8 @@ type Shift struct {
 	BreakMinutes   int       `json:"breakMinutes" bson:"breakMinutes"`
 	Notes          string    `json:"notes" bson:"notes"`
 	Status         string    `json:"status" bson:"status"`
+	// CancelReason is what the canceller said (optional, cancelled shifts only).
+	CancelReason string `json:"cancelReason,omitempty" bson:"cancelReason,omitempty"`
 	// Version increases with every change; writes are conditioned on it.
 	Version   int64     `json:"version" bson:"version"`
 	CreatedAt time.Time `json:"createdAt" bson:"createdAt"`
@@ -101,6 +104,9 @@ func (s Shift) Validate() error {
 	}
 	if utf8.RuneCountInString(s.Notes) > MaxNotes {
 		return core.Invalid("notes must be at most %d characters", MaxNotes)
+	}
+	if utf8.RuneCountInString(s.CancelReason) > MaxCancelReason {
+		return core.Invalid("reason must be at most %d characters", MaxCancelReason)
 	}
 	switch s.Status {
 	case StatusScheduled, StatusCompleted, StatusCancelled:

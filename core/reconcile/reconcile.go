@@ -345,62 +345,30 @@ func (r *Reconciler) clearFinished(ctx context.Context, queue, id string) error 
 // With wraps a drainer so that every drain first runs MaybeRun, and Run
 // also calls it periodically (docs/design.md, "Reconciler"). Errors are
 // logged and never stop the drain.
-func With(d event.Drainer, r *Reconciler) event.Drainer { return drainer{d: d, r: r} }
-
-type drainer struct {
-	d event.Drainer
-	r *Reconciler
+func With(d event.Drainer, r *Reconciler) event.Drainer {
+	// Run tries every quarter interval: the gate lets one try per interval
+	// through across all processes, so the pause between runs stays close
+	// to the interval even when the gate's expiry and a tick nearly
+	// coincide.
+	return event.Before(d, max(r.d.Interval/4, 10*time.Millisecond), r.maybeInDrain)
 }
 
-// maybe runs a gated reconciliation within a share of ctx's remaining
-// time, so a serverless drain keeps most of its deadline for its work.
-func (x drainer) maybe(ctx context.Context) {
+// maybeInDrain runs a gated reconciliation within a share of ctx's
+// remaining time, so a serverless drain keeps most of its deadline for its
+// work.
+func (r *Reconciler) maybeInDrain(ctx context.Context) {
 	if dl, ok := ctx.Deadline(); ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/4))
 		defer cancel()
 	}
-	rep, err := x.r.MaybeRun(ctx)
+	rep, err := r.MaybeRun(ctx)
 	if err != nil {
-		x.r.d.Log.WarnContext(ctx, "reconcile: run failed", "err", err, "reemitted", rep.Reemitted())
+		r.d.Log.WarnContext(ctx, "reconcile: run failed", "err", err, "reemitted", rep.Reemitted())
 		return
 	}
 	if !rep.Skipped && (rep.Reemitted() > 0 || rep.Settled > 0) {
-		x.r.d.Log.InfoContext(ctx, "reconcile: run", "checked", rep.Checked, "settled", rep.Settled,
+		r.d.Log.InfoContext(ctx, "reconcile: run", "checked", rep.Checked, "settled", rep.Settled,
 			"events", len(rep.Events), "invoiceJobs", len(rep.InvoiceJobs), "emailJobs", len(rep.EmailJobs))
 	}
-}
-
-func (x drainer) Drain(ctx context.Context) (event.DrainSummary, error) {
-	x.maybe(ctx)
-	return x.d.Drain(ctx)
-}
-
-func (x drainer) DrainLongPoll(ctx context.Context) (event.DrainSummary, error) {
-	x.maybe(ctx)
-	return x.d.DrainLongPoll(ctx)
-}
-
-// Run tries every quarter interval: the gate lets one try per interval
-// through across all processes, so the pause between runs stays close to
-// the interval even when the gate's expiry and a tick nearly coincide.
-func (x drainer) Run(ctx context.Context) error {
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		x.maybe(ctx)
-		t := time.NewTicker(max(x.r.d.Interval/4, 10*time.Millisecond))
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				x.maybe(ctx)
-			}
-		}
-	}()
-	return x.d.Run(ctx)
 }

@@ -127,50 +127,12 @@ func (r *Relay) Flush(ctx context.Context) (int, error) {
 // WithRelay wraps a drainer so that every drain first flushes the outbox
 // (docs/design.md#4: the relay runs inside every drain). A relay error
 // is logged and does not stop the drain.
-func WithRelay(d event.Drainer, r *Relay) event.Drainer { return relayDrainer{d: d, r: r} }
-
-type relayDrainer struct {
-	d event.Drainer
-	r *Relay
-}
-
-func (x relayDrainer) flush(ctx context.Context) {
-	if n, err := x.r.Flush(ctx); err != nil {
-		x.r.log.WarnContext(ctx, "relay: flush before drain failed", "published", n, "err", err)
-	}
-}
-
-func (x relayDrainer) Drain(ctx context.Context) (event.DrainSummary, error) {
-	x.flush(ctx)
-	return x.d.Drain(ctx)
-}
-
-func (x relayDrainer) DrainLongPoll(ctx context.Context) (event.DrainSummary, error) {
-	x.flush(ctx)
-	return x.d.DrainLongPoll(ctx)
-}
-
-// Run also flushes every RunFlushInterval while the loop runs, so events
-// left by crashed writers reach the bus without waiting for a drain.
-func (x relayDrainer) Run(ctx context.Context) error {
-	x.flush(ctx)
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		t := time.NewTicker(RunFlushInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				x.flush(ctx)
-			}
+func WithRelay(d event.Drainer, r *Relay) event.Drainer {
+	return event.Before(d, RunFlushInterval, func(ctx context.Context) {
+		if n, err := r.Flush(ctx); err != nil {
+			r.log.WarnContext(ctx, "relay: flush before drain failed", "published", n, "err", err)
 		}
-	}()
-	return x.d.Run(ctx)
+	})
 }
 
 // RunFlushInterval is how often a running drainer flushes the outbox.

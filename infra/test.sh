@@ -162,4 +162,8 @@ if [ -f bench/go.mod ] && [ $# -eq 0 ]; then
   log "bench module: go vet and go test"
   (cd bench && go vet ./... && go test -race -timeout 10m ./...)
 fi
+if [ $# -eq 0 ]; then
+  log "openapi: redocly lint and a typed TypeScript client (infra/openapi/check.sh)"
+  ./infra/openapi/check.sh || die "the OpenAPI check failed"
+fi
 log "all tests passed"

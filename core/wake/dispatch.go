@@ -101,9 +101,22 @@ type Trigger struct {
 const logEvery = 10 * time.Second
 
 // Notify wakes drain unless a wake went out within the coalescing
-// interval. Failures are logged (rate-limited) and dropped: the
-// schedule is the safety net.
-func (t *Trigger) Notify(ctx context.Context, drain string) {
+// interval: a publisher calls it after a successful append. Failures are
+// logged (rate-limited) and dropped: the schedule is the safety net.
+func (t *Trigger) Notify(ctx context.Context, drain string) { t.run(ctx, drain, true, 1) }
+
+// Tick is the dispatch of a drain instance as it starts (a schedule tick
+// or a woken instance): it scales out when the backlog needs more
+// instances, coalesced like Notify.
+func (t *Trigger) Tick(ctx context.Context, drain string) { t.run(ctx, drain, true, 0) }
+
+// HandOver is the dispatch of a drain instance that has stopped and left
+// the registry: if work remains, the next instance starts. It is never
+// coalesced: a publish whose wake the gate swallowed may rely on it
+// (docs/design.md, "Wake on publish and scale-out").
+func (t *Trigger) HandOver(ctx context.Context, drain string) { t.run(ctx, drain, false, 0) }
+
+func (t *Trigger) run(ctx context.Context, drain string, gated bool, atLeast int64) {
 	timeout := t.Timeout
 	if timeout <= 0 {
 		timeout = 2 * time.Second
@@ -112,9 +125,12 @@ func (t *Trigger) Notify(ctx context.Context, drain string) {
 	// append, and the wake is still owed.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
-	ok, err := t.Gate.Allow(ctx, drain)
+	ok, err := true, error(nil)
+	if gated {
+		ok, err = t.Gate.Allow(ctx, drain)
+	}
 	if err == nil && ok {
-		_, err = t.Dispatcher.Dispatch(ctx, drain, 1)
+		_, err = t.Dispatcher.Dispatch(ctx, drain, atLeast)
 	}
 	if err != nil {
 		t.logFailure(drain, err)

@@ -82,7 +82,7 @@ func TestRegistryCountsLiveInstancesOnly(t *testing.T) {
 			}
 		}
 		count(0, "empty")
-		if err := r.Starting(ctx, "d", 2); err != nil {
+		if _, err := r.Starting(ctx, "d", 2); err != nil {
 			t.Fatal(err)
 		}
 		count(2, "two woken")
@@ -104,7 +104,14 @@ func TestRegistryCountsLiveInstancesOnly(t *testing.T) {
 		count(2, "another drain's instance does not count")
 		time.Sleep(400 * time.Millisecond)
 		count(1, "c2's lease expired (a killed instance)")
-		if err := r.Starting(ctx, "d", 3); err != nil {
+		undo, err := r.Starting(ctx, "d", 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		count(3, "two more asked for")
+		undo(ctx)
+		count(1, "their wake failed: undone")
+		if _, err := r.Starting(ctx, "d", 3); err != nil {
 			t.Fatal(err)
 		}
 		count(4, "three more woken")

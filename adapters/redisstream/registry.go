@@ -97,26 +97,28 @@ func (r *Registry) Running(ctx context.Context, drain string) (int, error) {
 	return n, nil
 }
 
-// Starting records n instances a wake asked for, each counted for
-// StartLease or until an instance registers in its place.
-func (r *Registry) Starting(ctx context.Context, drain string, n int) error {
+// Starting records n instances a wake asks for, each counted for
+// StartLease or until an instance registers in its place; undo removes
+// those still there (the wake failed).
+func (r *Registry) Starting(ctx context.Context, drain string, n int) (undo func(context.Context), err error) {
 	if n <= 0 {
-		return nil
+		return func(context.Context) {}, nil
 	}
 	k := r.keys(drain)[1]
 	until := float64(time.Now().Add(r.StartLease).UnixMilli())
-	zs := make([]redis.Z, n)
+	zs, members := make([]redis.Z, n), make([]any, n)
 	tag := randomTag()
 	for i := range zs {
-		zs[i] = redis.Z{Score: until, Member: tag + "-" + strconv.Itoa(i)}
+		members[i] = tag + "-" + strconv.Itoa(i)
+		zs[i] = redis.Z{Score: until, Member: members[i]}
 	}
 	pipe := r.c.TxPipeline()
 	pipe.ZAdd(ctx, k, zs...)
 	pipe.PExpire(ctx, k, registryTTL)
 	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("record starting instances of %s: %w", drain, err)
+		return nil, fmt.Errorf("record starting instances of %s: %w", drain, err)
 	}
-	return nil
+	return func(ctx context.Context) { _ = r.c.ZRem(ctx, k, members...).Err() }, nil
 }
 
 func randomTag() string {

@@ -27,9 +27,10 @@ type Backlog interface {
 type Registry interface {
 	// Running returns the live instances, running or starting.
 	Running(ctx context.Context, drain string) (int, error)
-	// Starting records n instances just asked for, each counted until it
-	// registers or its start lease ends.
-	Starting(ctx context.Context, drain string, n int) error
+	// Starting records n instances about to be asked for, each counted
+	// until it registers or its start lease ends; undo removes those not
+	// taken yet (the wake failed).
+	Starting(ctx context.Context, drain string, n int) (undo func(context.Context), err error)
 }
 
 // Dispatcher decides how many instances of a drain to start and asks the
@@ -61,10 +62,13 @@ func (d *Dispatcher) Dispatch(ctx context.Context, drain string, atLeast int64) 
 		return 0, nil
 	}
 	// Counted before the invoke, so a dispatch racing this one sees them.
-	if err := d.Registry.Starting(ctx, drain, n); err != nil {
+	undo, err := d.Registry.Starting(ctx, drain, n)
+	if err != nil {
 		return 0, fmt.Errorf("record starting instances of %s: %w", drain, err)
 	}
 	if err := d.Waker.Wake(ctx, drain, n); err != nil {
+		// Nobody is starting: the next publish may try again at once.
+		undo(ctx)
 		return 0, fmt.Errorf("wake %d of %s: %w", n, drain, err)
 	}
 	return n, nil

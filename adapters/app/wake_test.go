@@ -13,6 +13,7 @@ import (
 
 	"github.com/shiftflow/shiftflow/core/auth"
 	"github.com/shiftflow/shiftflow/core/event"
+	"github.com/shiftflow/shiftflow/core/job"
 	"github.com/shiftflow/shiftflow/core/shift"
 )
 
@@ -187,4 +188,69 @@ func TestWakeStormStaysWithinTheCoalescingBound(t *testing.T) {
 func shiftInput(clientID string) shift.Input {
 	start := time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)
 	return shift.Input{ClientID: clientID, WorkerID: "w-1", Role: "nurse", Start: start, End: start.Add(8 * time.Hour)}
+}
+
+// TestLongPollDrainPollsUntilItsLastStartTime: a long-poll drain counts
+// as a poller while it polls, and polls until its deadline − SafetyMargin
+// (2 s) − HANDLER_TIMEOUT (1 s), not less; with nothing left it wakes no
+// successor.
+func TestLongPollDrainPollsUntilItsLastStartTime(t *testing.T) {
+	w := &fakeWaker{} // records only
+	a := newWakeApp(t, w, map[string]string{"DRAIN_MODE": "longpoll", "HANDLER_TIMEOUT": "1s"})
+	began := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second) // last start at 1 s
+	defer cancel()
+	done := make(chan struct{})
+	go func() { defer close(done); _, _ = a.Drain(InvoiceWorker)(ctx) }()
+	time.Sleep(300 * time.Millisecond)
+	if n, err := a.wake.registry.Running(context.Background(), InvoiceWorker); err != nil || n != 1 {
+		t.Fatalf("while polling: %d instances (%v), want 1", n, err)
+	}
+	<-done
+	took := time.Since(began)
+	t.Logf("long-poll drain with a 4 s deadline polled for %v", took.Round(time.Millisecond))
+	if took < 900*time.Millisecond {
+		t.Fatalf("stopped polling after %v, before its last start time (1 s)", took)
+	}
+	if n, _ := a.wake.registry.Running(context.Background(), InvoiceWorker); n != 0 {
+		t.Fatalf("%d instances after the drain ended, want 0", n)
+	}
+	if calls, _ := w.wakes(InvoiceWorker); calls != 0 {
+		t.Fatalf("nothing left, yet %d wakes", calls)
+	}
+}
+
+// addingDrainer stands for a drain at whose end work remains: it adds a
+// job behind the wake decorator's back (as a publish whose wake the gate
+// swallowed would leave it).
+type addingDrainer struct {
+	event.Drainer
+	a *App
+}
+
+func (d addingDrainer) DrainLongPoll(ctx context.Context) (event.DrainSummary, error) {
+	_, err := d.a.Queues.Add(ctx, job.InvoiceGeneration, "generate", map[string]string{"shiftId": "x"}, job.Options{})
+	return event.DrainSummary{StoppedBy: "deadline", Remaining: 1}, err
+}
+
+// TestDrainHandsOverWhenWorkRemains: an instance that ends with work left
+// wakes its successor, past the coalescing gate.
+func TestDrainHandsOverWhenWorkRemains(t *testing.T) {
+	w := &fakeWaker{}
+	a := newWakeApp(t, w, map[string]string{"DRAIN_MODE": "longpoll"})
+	// Close the gate: the hand-over must not depend on it.
+	if ok, err := a.wake.trigger.Gate.Allow(context.Background(), InvoiceWorker); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	d := a.drainers[InvoiceWorker].(*wakeDrain)
+	inner := *d
+	inner.Drainer = addingDrainer{Drainer: d.Drainer, a: a}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := inner.DrainLongPoll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if calls, n := w.wakes(InvoiceWorker); calls != 1 || n != 1 {
+		t.Fatalf("hand-over: %d wakes for %d instances, want 1 for 1", calls, n)
+	}
 }

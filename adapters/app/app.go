@@ -70,8 +70,10 @@ type Options struct {
 	// redisstream's default (host-pid-random), unique per process.
 	Consumer string
 	// Waker starts drain functions on the platform when work is
-	// published (wake.Nop when nil). The Lambda and Cloud Functions
-	// bootstraps pass theirs; the local runner signals its loops.
+	// published. The Lambda and Cloud Functions bootstraps pass theirs.
+	// Nil (the local runner, containers) installs no wake at all: their
+	// Run loops block on XREADGROUP, which returns as soon as an entry
+	// is appended, so the append itself is the signal.
 	Waker wake.Waker
 	// WaitForRedis: a long-running process (the container worker) waits
 	// for an unreachable Redis, retrying with backoff until it answers or
@@ -112,6 +114,9 @@ type App struct {
 	prefix   string
 	consumer redisstream.ConsumerOptions
 	recon    reconcileConfig
+	waker    wake.Waker
+	wakeCfg  wakeConfig
+	wake     *wiring // nil without a Waker
 }
 
 // New builds the application. Configuration problems come back together,
@@ -136,7 +141,8 @@ func New(ctx context.Context, o Options) (*App, error) {
 	visibility, verr := config.Duration(getenv, "VISIBILITY_TIMEOUT", 30*time.Second, time.Second, 15*time.Minute)
 	prefix, perr := keyPrefix(getenv)
 	recon, rerr := loadReconcileConfig(getenv)
-	if err := errors.Join(err, aerr, lerr, terr, eerr, derr, herr, verr, perr, rerr); err != nil {
+	wakeCfg, werr := loadWakeConfig(getenv)
+	if err := errors.Join(err, aerr, lerr, terr, eerr, derr, herr, verr, perr, rerr, werr); err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
 	if cfg.Mongo.URI == "" {
@@ -146,7 +152,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 	if logger == nil {
 		logger = logging.New(os.Stderr, cfg.Log.Format, cfg.Log.Level)
 	}
-	a := &App{Config: cfg, Logger: logger, longPoll: longPoll, prefix: prefix, recon: recon,
+	a := &App{Config: cfg, Logger: logger, longPoll: longPoll, prefix: prefix, recon: recon, waker: o.Waker, wakeCfg: wakeCfg,
 		consumer: redisstream.ConsumerOptions{Consumer: o.Consumer, HandlerTimeout: handlerTimeout,
 			VisibilityTimeout: visibility, Logger: logger}}
 
@@ -195,17 +201,25 @@ func (a *App) wire(ctx context.Context, authCfg auth.Config, limCfg redislimit.C
 	if a.Bus, err = newBus(a.Redis, a.prefix, a.consumer); err != nil {
 		return err
 	}
+	// Every publisher and every Add goes through the wake decorators
+	// (docs/design.md, "Wake on publish and scale-out").
+	var jobs reconcile.Jobs = a.Queues
+	if a.waker != nil {
+		a.wake = a.newWiring(a.waker, a.wakeCfg)
+		a.Bus = wakeBus{Bus: a.Bus, t: a.wake.trigger}
+		jobs = wakeJobs{Queues: a.Queues, t: a.wake.trigger}
+	}
 	a.Cache = cache.New(rediscache.New(a.Redis), ttls, a.prefix+":cache:", logger)
 	a.Clients = client.NewService(clientRepo, ulid.New, nil)
 	a.Pricing = pricing.NewService(priceRepo, a.Cache, a.Clients, nil)
 	a.Settings = org.NewService(settingsRepo, a.Cache, nil)
 	a.Scheduler = shift.NewScheduler(shiftRepo, a.Clients, a.Pricing, a.Bus, nil)
-	a.Sheets = timesheet.NewService(wtRepo, a.Clients, a.Pricing, a.Queues, nil)
+	a.Sheets = timesheet.NewService(wtRepo, a.Clients, a.Pricing, jobs, nil)
 	a.Invoices = invoice.NewWorker(invoice.Deps{Store: invRepo, Numbers: numbers, Shifts: a.Scheduler, WorkedTimes: a.Sheets,
-		Pricing: a.Pricing, Settings: a.Settings, Publisher: a.Bus, Jobs: a.Queues})
+		Pricing: a.Pricing, Settings: a.Settings, Publisher: a.Bus, Jobs: jobs})
 	a.Mailer = invoice.NewMailer(invRepo, emailRepo, sender, from).WithLogger(logger)
 	a.Reconciler = reconcile.New(reconcile.Deps{Store: reconRepo, WorkedTimes: a.Sheets, Invoices: a.Invoices,
-		Clients: a.Clients, Emails: emailRepo, Publisher: a.Bus, Jobs: a.Queues,
+		Clients: a.Clients, Emails: emailRepo, Publisher: a.Bus, Jobs: jobs,
 		Gate:  redislimit.NewEvery(a.Redis, a.prefix+":reconcile:gate", a.recon.Interval),
 		After: a.recon.After, Interval: a.recon.Interval, Log: logger})
 	// Every completion the relay publishes is tracked before it leaves
@@ -293,6 +307,8 @@ func (a *App) drains() error {
 	for name, d := range a.drainers {
 		a.drainers[name] = reconcile.With(d, a.Reconciler)
 	}
+	// Outermost, so the registration covers the reconciler's share too.
+	a.wrapDrains(map[string][]event.Drainer{OnShiftCompleted: {sub}, InvoiceWorker: {invoices, emails}})
 	return nil
 }
 

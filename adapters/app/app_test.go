@@ -57,22 +57,26 @@ func newTestApp(t *testing.T) *App {
 func TestConfigurationErrorsNameEveryVariable(t *testing.T) {
 	getenv := func(k string) string {
 		return map[string]string{
-			"REDIS_URL":          "http://user:hunter2hunter2@redis.example:6379",
-			"MONGODB_URI":        "mongodb://127.0.0.1:1/x",
-			"JWT_SECRET":         "short",
-			"DRAIN_MODE":         "sometimes",
-			"REDIS_KEY_PREFIX":   "bad{tag}",
-			"HANDLER_TIMEOUT":    "forever",
-			"RECONCILE_INTERVAL": "100ms",
-			"RECONCILE_AFTER":    "soon",
-			"VISIBILITY_TIMEOUT": "0s",
+			"REDIS_URL":             "http://user:hunter2hunter2@redis.example:6379",
+			"MONGODB_URI":           "mongodb://127.0.0.1:1/x",
+			"JWT_SECRET":            "short",
+			"DRAIN_MODE":            "sometimes",
+			"REDIS_KEY_PREFIX":      "bad{tag}",
+			"HANDLER_TIMEOUT":       "forever",
+			"RECONCILE_INTERVAL":    "100ms",
+			"RECONCILE_AFTER":       "soon",
+			"VISIBILITY_TIMEOUT":    "0s",
+			"DRAIN_MAX_CONCURRENCY": "0",
+			"DRAIN_THROUGHPUT":      "fast",
+			"WAKE_COALESCE":         "1ms",
 		}[k]
 	}
 	_, err := New(context.Background(), Options{Getenv: getenv})
 	if err == nil {
 		t.Fatal("a bad configuration must not build")
 	}
-	for _, v := range []string{"REDIS_URL", "JWT_SECRET", "DRAIN_MODE", "REDIS_KEY_PREFIX", "HANDLER_TIMEOUT", "VISIBILITY_TIMEOUT", "RECONCILE_INTERVAL", "RECONCILE_AFTER"} {
+	for _, v := range []string{"REDIS_URL", "JWT_SECRET", "DRAIN_MODE", "REDIS_KEY_PREFIX", "HANDLER_TIMEOUT", "VISIBILITY_TIMEOUT", "RECONCILE_INTERVAL", "RECONCILE_AFTER",
+		"DRAIN_MAX_CONCURRENCY", "DRAIN_THROUGHPUT", "WAKE_COALESCE"} {
 		if !strings.Contains(err.Error(), v) {
 			t.Errorf("error does not name %s: %v", v, err)
 		}

@@ -6,7 +6,8 @@ import (
 	"github.com/shiftflow/shiftflow/core"
 )
 
-// All Redis key names of this package are built here.
+// All Redis key names of this package are built here (the drain
+// registry's in registry.go).
 //
 // docs/design.md#5: every key a Lua script or a multi-key command
 // touches carries the hash tag of its queue or event stream, so one script
@@ -29,6 +30,10 @@ import (
 //	  <p>:ev:{s}:sub:<n>:held       hash origin id -> retry record while in backoff
 //	  <p>:ev:{s}:sub:<n>:dead       dead-letter stream of subscription n
 //	  <p>:ev:{s}:sub:<n>:pruned     string with a TTL: group n's idle consumers were pruned lately
+//
+//	drain "d" (tag {d}; registry.go, the wake dispatcher's instance count):
+//	  <p>:drains:{d}            zset consumer -> lease expiry ms: running instances
+//	  <p>:drains:{d}:starting   zset placeholder -> expiry ms: woken, not yet registered
 //
 // A subscription's keys carry the stream's tag rather than one of their
 // own because the consumer group lives inside the stream key: the script

@@ -40,6 +40,8 @@ var domConsumer = redisstream.ConsumerOptions{Concurrency: 2, BlockInterval: 50 
 type domRealBus struct {
 	bus    *redisstream.Bus
 	queues *redisstream.Queues
+	rc     redis.UniversalClient
+	prefix string // every key of the bus and the queues starts with it
 }
 
 func domNewRealBus(t *testing.T) domRealBus {
@@ -50,6 +52,7 @@ func domNewRealBus(t *testing.T) domRealBus {
 			Subscription: redisstream.SubscribeOptions{ConsumerOptions: domConsumer, Attempts: 3,
 				Backoff: job.Backoff{Type: job.BackoffExponential, Base: 50 * time.Millisecond, Cap: time.Second}}}),
 		queues: redisstream.NewQueues(rc, redisstream.QueueOptions{Prefix: prefix}),
+		rc:     rc, prefix: prefix,
 	}
 }
 

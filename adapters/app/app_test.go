@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -13,8 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shiftflow/shiftflow/adapters/httpapi"
 	"github.com/shiftflow/shiftflow/adapters/logging"
 	"github.com/shiftflow/shiftflow/adapters/testenv"
+	"github.com/shiftflow/shiftflow/core"
 	"github.com/shiftflow/shiftflow/core/auth"
 	"github.com/shiftflow/shiftflow/core/event"
 	"github.com/shiftflow/shiftflow/core/job"
@@ -114,8 +117,12 @@ func TestEachFunctionServesOnlyItsRoutes(t *testing.T) {
 			if !mine && rec.Code != http.StatusNotFound {
 				t.Errorf("%s serves %s %s of %s: %d", fn, rt.Method, rt.Path, rt.Function, rec.Code)
 			}
-			if !mine && !strings.Contains(rec.Body.String(), `"code":"not_found"`) && !strings.Contains(rec.Body.String(), `"code":"notfound"`) && !strings.Contains(rec.Body.String(), `"error"`) {
-				t.Errorf("404 must be a JSON error, got %q", rec.Body.String())
+			if !mine {
+				// The code, not just any body that says "error".
+				var body httpapi.ErrorBody
+				if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body.Error.Code != core.ENotFound || body.Error.Message == "" {
+					t.Errorf("404 must be the JSON error %q, got %q", core.ENotFound, rec.Body.String())
+				}
 			}
 		}
 	}

@@ -257,7 +257,12 @@ func TestMailerWithoutReplyKeepsTheRecordAndDoesNotResend(t *testing.T) {
 	if err := m.Send(e.ctx, j); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond)
+	// No sleep: Send is synchronous and the server records a message
+	// before it answers the DATA, so a resend would already be counted,
+	// and none may still be in flight.
+	if n, in := e.srv.Count(msgID), e.srv.InData(); n != 1 || in != 0 {
+		t.Fatalf("%d deliveries and %d in flight, want 1 and none", n, in)
+	}
 	if n := e.srv.Count(msgID); n != 1 {
 		t.Fatalf("%d deliveries, want 1", n)
 	}

@@ -50,7 +50,9 @@ func runChild() {
 	var drains atomic.Int64
 	lazy := NewLazy(func(ctx context.Context) (Functions, error) {
 		if os.Getenv("CHILD_BROKEN") == "1" {
-			return Functions{}, errors.New("REDIS_URL: scheme \"http\" is not supported")
+			// The error names a secret, as a real one may (a URL with a
+			// password): it must reach the log only, never the caller.
+			return Functions{}, errors.New("REDIS_URL: scheme \"http\" is not supported in http://:" + childSecret + "@redis.internal:6379")
 		}
 		return Functions{
 			HTTP: map[string]http.Handler{"completeShift": testMux()},
@@ -157,7 +159,15 @@ func TestMisconfiguredFunctionAnswers503AndNamesNoSecret(t *testing.T) {
 	if status != 503 || !strings.Contains(body, `"code":"unavailable"`) || h.Get("Retry-After") == "" {
 		t.Fatalf("status %d body %s", status, body)
 	}
+	for _, leak := range []string{childSecret, "redis.internal", "REDIS_URL"} {
+		if strings.Contains(body, leak) {
+			t.Fatalf("the answer names %q from the configuration error: %s", leak, body)
+		}
+	}
 }
+
+// childSecret is the password in the broken child's configuration error.
+const childSecret = "gcf-secret-9d1c77"
 
 // cloudEventHandler serves fn the way the framework does, in process.
 func cloudEventHandler(t *testing.T, fn func(context.Context, cloudevents.Event) error) http.Handler {

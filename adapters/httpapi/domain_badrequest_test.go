@@ -25,6 +25,10 @@ func domShiftBody(c client.Client, edit func(map[string]any)) map[string]any {
 
 func TestBadRequestsAre4xxJSONErrorsAndWriteNothing(t *testing.T) {
 	a := domNewApp(t)
+	// The real bus and queues, so that an event or a job a bad request
+	// wrongly emits shows in the stored state.
+	rb := domNewRealBus(t)
+	a.useBusAndJobs(rb.bus, rb.queues)
 	c := a.seed(domAdmin)
 	otherClient := a.seed(domOther)
 	var scheduled, completed, cancelled shift.Shift
@@ -34,6 +38,14 @@ func TestBadRequestsAre4xxJSONErrorsAndWriteNothing(t *testing.T) {
 	a.must(201, domScheduler, "POST", "/shifts", domShiftBody(c, nil), &cancelled)
 	a.must(200, domScheduler, "POST", "/shifts/"+cancelled.ID+"/cancel", nil, &cancelled)
 	S, C, X := "/shifts/"+scheduled.ID, "/shifts/"+completed.ID, "/shifts/"+cancelled.ID
+	// The completed shift's timesheet exists (the subscriber ran), so the
+	// other organisation's 404 for it proves isolation, not absence.
+	onCompleted, err := rb.bus.Subscribe([]string{event.ShiftCompleted}, "onShiftCompleted", a.sheets.OnShiftCompleted, event.Durable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	domDrain(t, shift.WithRelay(onCompleted, a.shifts.Relay()))
+	a.must(200, domViewer, "GET", C+"/timesheet", nil, nil)
 
 	cases := []struct {
 		name   string
@@ -104,7 +116,7 @@ func TestBadRequestsAre4xxJSONErrorsAndWriteNothing(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			before := a.counts()
+			before := a.state(&rb)
 			code, raw := a.do(tc.who, tc.method, tc.path, tc.body)
 			if code != tc.status {
 				t.Fatalf("status %d, want %d: %s", code, tc.status, raw)
@@ -113,8 +125,8 @@ func TestBadRequestsAre4xxJSONErrorsAndWriteNothing(t *testing.T) {
 			if err := json.Unmarshal(raw, &body); err != nil || body.Error.Code == "" || body.Error.Message == "" {
 				t.Fatalf("not a JSON error: %s", raw)
 			}
-			if after := a.counts(); !reflect.DeepEqual(before, after) {
-				t.Fatalf("the request wrote something:\nbefore %v\nafter  %v", before, after)
+			if d := before.diff(a.state(&rb)); d != "" {
+				t.Fatalf("the request changed the stored state:\n%s", d)
 			}
 		})
 	}

@@ -31,7 +31,14 @@ var domFlowLines = []pricing.Line{
 	{Description: "nurse overtime", Minutes: 240, HourlyRate: 3000, MultiplierPercent: 150, Amount: 18000},
 }
 
-func TestFlowScheduleCompleteTimesheetInvoiceEmailExactlyOnce(t *testing.T) {
+// TestFlowServicesOverHTTPOnAnInMemoryQueue walks schedule, complete,
+// timesheet, invoice and email over HTTP with the in-memory bus and queue
+// of the harness (domBus, domQueue: the queue de-duplicates job ids by
+// itself), delivering each event and running each job three times by hand.
+// It proves the services' own idempotency (one worked time, one invoice,
+// one number, one email), the prices and the JSON; it does not prove the
+// real queue's de-duplication: TestFlowOnTheRealBusQueuesAndMongoDB does.
+func TestFlowServicesOverHTTPOnAnInMemoryQueue(t *testing.T) {
 	a := domNewApp(t)
 	ctx := domCtx(t)
 	c := a.seed(domAdmin)

@@ -40,16 +40,21 @@ var domConsumer = redisstream.ConsumerOptions{Concurrency: 2, BlockInterval: 50 
 type domRealBus struct {
 	bus    *redisstream.Bus
 	queues *redisstream.Queues
+	rc     redis.UniversalClient
+	prefix string // every key of the bus and the queues starts with it
 }
 
-func domNewRealBus(t *testing.T) domRealBus {
-	rc := domRedis(t)
+func domNewRealBus(t *testing.T) domRealBus { return domNewRealBusOn(domRedis(t)) }
+
+// domNewRealBusOn is domNewRealBus on the Redis rc.
+func domNewRealBusOn(rc redis.UniversalClient) domRealBus {
 	prefix := testenv.Unique("sft")
 	return domRealBus{
 		bus: redisstream.NewBus(rc, redisstream.BusOptions{Prefix: prefix,
 			Subscription: redisstream.SubscribeOptions{ConsumerOptions: domConsumer, Attempts: 3,
 				Backoff: job.Backoff{Type: job.BackoffExponential, Base: 50 * time.Millisecond, Cap: time.Second}}}),
 		queues: redisstream.NewQueues(rc, redisstream.QueueOptions{Prefix: prefix}),
+		rc:     rc, prefix: prefix,
 	}
 }
 
@@ -96,16 +101,23 @@ func (s *domSpy) collect(t *testing.T) []event.Event {
 	return append([]event.Event(nil), s.events...)
 }
 
-// TestFlowOnTheRealBusQueuesAndMongoDB is the full flow on the
-// real Redis (redisstream bus and queues) and the MongoDB server: schedule
+// TestFlowOnTheRealBusQueuesAndMongoDB is the full flow, exactly
+// once, on the real queue (redisstream bus and queues, on the embedded
+// Redis and every configured real one) and the MongoDB server: schedule
 // and complete over HTTP; the durable onShiftCompleted subscription gets
 // the event three times and the invoice job runs three times; the result
 // is one WorkedTime, one invoice with exact amounts and one number, and one
-// email in the outbox.
+// email in the outbox. The queue's own job-id de-duplication is under test
+// here (one waiting job after three adds), not an in-memory stand-in.
 func TestFlowOnTheRealBusQueuesAndMongoDB(t *testing.T) {
+	for _, target := range testenv.RedisTargets(t) {
+		t.Run(target.Name, func(t *testing.T) { domFlowOnRealBus(t, domNewRealBusOn(target.Client)) })
+	}
+}
+
+func domFlowOnRealBus(t *testing.T, rb domRealBus) {
 	a := domNewApp(t)
 	ctx := domCtx(t)
-	rb := domNewRealBus(t)
 	a.useBusAndJobs(rb.bus, rb.queues)
 	spy := domNewSpy(t, rb, event.ShiftCompleted)
 	var deliveries int

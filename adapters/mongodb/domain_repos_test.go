@@ -189,46 +189,66 @@ func TestWorkedTimeUpsertIsFirstWriterWins(t *testing.T) {
 	}
 }
 
+// TestInvoiceNumbersAreGaplessAndOncePerShift races many reservations
+// at once, round after round: in each round every contender (16 shifts,
+// each reserved by 2 workers) is released by one barrier, so they all
+// read the same starting point and collide on the same numbers. A
+// numbering race (two shifts sharing a number, a skipped number, a shift
+// with two numbers) then shows in every round, not by luck.
 func TestInvoiceNumbersAreGaplessAndOncePerShift(t *testing.T) {
 	ctx := ctxT(t)
 	db := testenv.MongoDB(t)
 	n := mongodb.NewInvoiceNumbers(db)
 	ensure(t, ctx, n)
-	const shifts, runs = 12, 3
-	var mu sync.Mutex
+	const rounds, shifts, runs = 6, 16, 2
 	got := map[string][]int64{}
-	var wg sync.WaitGroup
-	for s := 0; s < shifts; s++ {
-		for r := 0; r < runs; r++ {
-			wg.Add(1)
-			go func(s int) {
-				defer wg.Done()
-				id := fmt.Sprintf("shift-%02d", s)
-				seq, err := n.Reserve(ctx, "org1", id)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				mu.Lock()
-				got[id] = append(got[id], seq)
-				mu.Unlock()
-			}(s)
-		}
-	}
-	wg.Wait()
-	var all []int64
-	for id, seqs := range got {
-		for _, s := range seqs[1:] {
-			if s != seqs[0] {
-				t.Fatalf("shift %s got numbers %v", id, seqs)
+	for round := 0; round < rounds; round++ {
+		var mu sync.Mutex
+		var ready, wg sync.WaitGroup
+		barrier := make(chan struct{})
+		for s := 0; s < shifts; s++ {
+			for r := 0; r < runs; r++ {
+				wg.Add(1)
+				ready.Add(1)
+				go func(id string) {
+					defer wg.Done()
+					ready.Done()
+					<-barrier
+					seq, err := n.Reserve(ctx, "org1", id)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					got[id] = append(got[id], seq)
+					mu.Unlock()
+				}(fmt.Sprintf("shift-%d-%02d", round, s))
 			}
 		}
-		all = append(all, seqs[0])
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	for i, s := range all {
-		if s != int64(i+1) {
-			t.Fatalf("numbers %v are not 1..%d", all, shifts)
+		ready.Wait()
+		close(barrier)
+		wg.Wait()
+		if t.Failed() {
+			t.FailNow()
+		}
+		var all []int64
+		for id, seqs := range got {
+			for _, s := range seqs[1:] {
+				if s != seqs[0] {
+					t.Fatalf("round %d: shift %s got numbers %v", round, id, seqs)
+				}
+			}
+			all = append(all, seqs[0])
+		}
+		sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+		for i, s := range all {
+			if s != int64(i+1) {
+				t.Fatalf("round %d: numbers %v are not 1..%d", round, all, len(all))
+			}
+		}
+		// The stored numbers agree: one document per shift, each seq once.
+		if c, err := db.Collection(mongodb.CollInvoiceNumbers).CountDocuments(ctx, bson.D{{Key: "organizationId", Value: "org1"}}); err != nil || c != int64(len(all)) {
+			t.Fatalf("round %d: %d number documents, %v; want %d", round, c, err, len(all))
 		}
 	}
 	// Another organisation counts from 1.

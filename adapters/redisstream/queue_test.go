@@ -447,10 +447,16 @@ func TestQueueContract(t *testing.T) {
 			defer cancel()
 			begin := time.Now()
 			s, err := w.Drain(ctx)
+			// The drain hands back before its deadline (the safety margin),
+			// whatever the machine's speed: the deadline itself is the event
+			// checked, not a wall-clock bound.
+			if ctx.Err() != nil {
+				t.Fatalf("the drain returned after its deadline (%v): %v", time.Since(begin), context.Cause(ctx))
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			if s.StoppedBy != "deadline" || time.Since(begin) > 950*time.Millisecond {
+			if s.StoppedBy != "deadline" {
 				t.Fatalf("summary %+v after %v", s, time.Since(begin))
 			}
 			mu.Lock()

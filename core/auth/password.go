@@ -41,6 +41,12 @@ type Hasher struct {
 
 	dummyOnce sync.Once
 	dummy     string
+
+	// observe, when set (tests only), sees every key derivation Verify
+	// runs, with its parameters, salt and key lengths: that every failed
+	// login runs exactly one, with the same cost, is checked by count
+	// rather than by timing alone (the timing test has a tolerance).
+	observe func(p Argon2Params, saltLen, keyLen int)
 }
 
 // NewHasher returns a Hasher with p (DefaultArgon2Params in production).
@@ -98,6 +104,9 @@ func (h *Hasher) Verify(ctx context.Context, encoded, password string) (bool, er
 		return false, err
 	}
 	defer h.release()
+	if h.observe != nil {
+		h.observe(p, len(salt), len(want))
+	}
 	got := argon2.IDKey([]byte(password), salt, p.Time, p.MemoryKiB, p.Threads, uint32(len(want)))
 	return subtle.ConstantTimeCompare(got, want) == 1, nil
 }

@@ -88,11 +88,17 @@ func newEnv(t *testing.T) env {
 // serve starts the framework serving target with e and returns its URL.
 func serve(t *testing.T, target string, e env) string {
 	t.Helper()
+	return serveTo(t, target, e, os.Stderr)
+}
+
+// serveTo is serve with the child's standard error written to stderr.
+func serveTo(t *testing.T, target string, e env, stderr io.Writer) string {
+	t.Helper()
 	addr := testenv.FreeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(append(os.Environ(), e...), childEnv+"=1", "FUNCTION_TARGET="+target, "PORT="+port)
-	cmd.Stderr = os.Stderr
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/shiftflow/shiftflow/adapters/app"
 )
@@ -80,6 +81,11 @@ func TestEntryPointConfiguration(t *testing.T) {
 			}
 			if got := resp.Header.Get("Access-Control-Allow-Origin"); got != tc.acao {
 				t.Errorf("Access-Control-Allow-Origin %q, want %q", got, tc.acao)
+			}
+			// The failure is logged by the server's goroutine, possibly
+			// just after the answer reached us.
+			for end := time.Now().Add(5 * time.Second); tc.log != "" && !strings.Contains(stderr.String(), tc.log) && time.Now().Before(end); {
+				time.Sleep(10 * time.Millisecond)
 			}
 			if tc.log != "" && !strings.Contains(stderr.String(), tc.log) {
 				t.Errorf("log does not name %s:\n%s", tc.log, stderr.String())

@@ -140,13 +140,8 @@ func New(c config.Redis, logger *slog.Logger) (redis.UniversalClient, error) {
 // Connect creates the client, logs the chosen mode, and checks it with a
 // PING within the timeout. The returned error explains the failure.
 func Connect(ctx context.Context, c config.Redis, logger *slog.Logger) (redis.UniversalClient, error) {
-	if logger == nil {
-		logger = slog.Default()
-	}
-	logMode(c, logger)
-	client, err := New(c, logger)
+	client, logger, err := newLogged(c, logger)
 	if err != nil {
-		logger.Error("redis: error", "err", err)
 		return nil, err
 	}
 	logger.Info("redis: connecting", "addrs", strings.Join(c.Addrs, ","))
@@ -162,6 +157,21 @@ func Connect(ctx context.Context, c config.Redis, logger *slog.Logger) (redis.Un
 	logger.Info("redis: ready", "addrs", strings.Join(c.Addrs, ","), "ms", time.Since(start).Milliseconds())
 	warnEviction(ctx, client, logger)
 	return client, nil
+}
+
+// newLogged is the common first step of Connect and ConnectWait: log the
+// chosen mode and build the client (no I/O yet).
+func newLogged(c config.Redis, logger *slog.Logger) (redis.UniversalClient, *slog.Logger, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logMode(c, logger)
+	client, err := New(c, logger)
+	if err != nil {
+		logger.Error("redis: error", "err", err)
+		return nil, logger, err
+	}
+	return client, logger, nil
 }
 
 func logMode(c config.Redis, logger *slog.Logger) {
@@ -181,13 +191,8 @@ const MaxWaitBackoff = 5 * time.Second
 // Failures a retry cannot fix (wrong password, TLS mismatch, untrusted
 // certificate, a bad CA) are returned at once.
 func ConnectWait(ctx context.Context, c config.Redis, logger *slog.Logger) (redis.UniversalClient, error) {
-	if logger == nil {
-		logger = slog.Default()
-	}
-	logMode(c, logger)
-	client, err := New(c, logger)
+	client, logger, err := newLogged(c, logger)
 	if err != nil {
-		logger.Error("redis: error", "err", err)
 		return nil, err
 	}
 	logger.Info("redis: connecting; waiting until it answers", "addrs", strings.Join(c.Addrs, ","))
